@@ -1,0 +1,180 @@
+"""Where this process stands in a distributed job, read from the launcher's environment.
+
+In a distributed job, one logical run exists: ``create_run`` on the chief (rank 0) records
+it and on every other rank returns a :class:`~em_core.run.NoOpRun` that accepts every call
+and writes nothing. Set ``EM_ALL_RANKS=1`` to have every rank record a run of its own (its
+name gets a ``-rank<k>`` suffix and a ``rank:<k>`` label).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass
+from typing import Any
+
+__all__ = ["DistInfo", "dist_info", "describe_distributed"]
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Rank and size of this process's job (rank 0 and size 1 outside a distributed job)."""
+
+    rank: int
+    world_size: int
+    local_rank: int | None = None
+    launcher: str | None = None
+
+    @property
+    def is_chief(self) -> bool:
+        """True on the process that records the run."""
+        return self.rank == 0
+
+
+def _int_env(env: dict[str, str] | os._Environ[str], name: str) -> int | None:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        return None
+
+
+# (rank variable, size variable, local-rank variable, launcher name), in order of precedence:
+# a torchrun job inside a SLURM allocation has both RANK and SLURM_PROCID, and RANK is right.
+_LAUNCHERS = (
+    ("RANK", "WORLD_SIZE", "LOCAL_RANK", "torch.distributed"),
+    ("HOROVOD_RANK", "HOROVOD_SIZE", "HOROVOD_LOCAL_RANK", "horovod"),
+    ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK", "openmpi"),
+    ("PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID", "mpich"),
+    ("SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", "slurm"),
+)
+
+
+def _from_tf_config(raw: str) -> DistInfo | None:
+    try:
+        cfg = json.loads(raw)
+        cluster = cfg.get("cluster") or {}
+        task = cfg.get("task") or {}
+        ttype, tindex = str(task.get("type", "")), int(task.get("index", 0))
+    except (ValueError, TypeError, AttributeError):
+        return None
+    chiefs = list(cluster.get("chief") or [])
+    workers = list(cluster.get("worker") or [])
+    size = len(chiefs) + len(workers)
+    if size == 0:
+        return None
+    # The chief (or worker 0 when there is no chief) is rank 0; evaluators and parameter
+    # servers are not among the ranks that record.
+    if ttype == "chief":
+        rank = 0
+    elif ttype == "worker":
+        rank = tindex + len(chiefs)
+    else:
+        rank = -1
+    return DistInfo(rank=rank, world_size=size, local_rank=None, launcher="tf_config")
+
+
+def dist_info(env: dict[str, str] | None = None) -> DistInfo:
+    """Rank, world size, local rank and launcher from the environment variables set by
+    torchrun (``RANK``), Horovod, Open MPI, MPICH/Intel MPI (``PMI_RANK``), SLURM and
+    TensorFlow's ``TF_CONFIG``. Rank -1 marks a process that is not a worker (a TF
+    parameter server or evaluator)."""
+    e: Any = os.environ if env is None else env
+    for rank_var, size_var, local_var, launcher in _LAUNCHERS:
+        rank = _int_env(e, rank_var)
+        if rank is not None:
+            size = _int_env(e, size_var)
+            if launcher == "torch.distributed" and e.get("TORCHELASTIC_RUN_ID"):
+                launcher = "torchrun"
+            return DistInfo(rank=rank, world_size=size if size is not None else rank + 1,
+                            local_rank=_int_env(e, local_var), launcher=launcher)
+    raw = e.get("TF_CONFIG")
+    if raw:
+        info = _from_tf_config(raw)
+        if info is not None:
+            return info
+    return DistInfo(rank=0, world_size=1)
+
+
+def _torch_model(model: Any) -> dict[str, Any]:
+    kind = type(model).__name__
+    if kind not in {"DistributedDataParallel", "DataParallel"}:
+        return {"kind": "not distributed", "model": kind}
+    out: dict[str, Any] = {"kind": kind}
+    device_ids = getattr(model, "device_ids", None)
+    out["device_ids"] = [str(d) for d in device_ids] if device_ids else None
+    if kind == "DataParallel":
+        out["replicas"] = len(device_ids) if device_ids else 1
+        return out
+    tdist = sys.modules.get("torch.distributed")  # imported already: the model is a DDP
+    pg = getattr(model, "process_group", None)
+    if tdist is not None and tdist.is_available() and tdist.is_initialized():
+        out["world_size"] = tdist.get_world_size(pg)
+        out["rank"] = tdist.get_rank(pg)
+        out["backend"] = str(tdist.get_backend(pg))
+    cap = getattr(model, "bucket_bytes_cap", None)
+    out["bucket_cap_mb"] = cap / (1024 * 1024) if isinstance(cap, (int, float)) else None
+    out["find_unused_parameters"] = getattr(model, "find_unused_parameters", None)
+    out["broadcast_buffers"] = getattr(model, "broadcast_buffers", None)
+    out["gradient_as_bucket_view"] = getattr(model, "gradient_as_bucket_view", None)
+    return out
+
+
+def _tf_strategy(strategy: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"kind": type(strategy).__name__}
+    replicas = getattr(strategy, "num_replicas_in_sync", None)
+    if replicas is not None:
+        out["replicas"] = int(replicas)
+    extended = getattr(strategy, "extended", None)
+    devices = getattr(extended, "worker_devices", None) if extended is not None else None
+    if devices:
+        out["devices"] = [str(d) for d in devices]
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is not None:
+        try:
+            spec = resolver.cluster_spec().as_dict()
+        except (AttributeError, ValueError, RuntimeError):
+            spec = {}
+        out["workers"] = len(spec.get("worker", [])) + len(spec.get("chief", []))
+        out["task_type"] = getattr(resolver, "task_type", None)
+        out["task_id"] = getattr(resolver, "task_id", None)
+    return out
+
+
+def _hvd(hvd: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"kind": "horovod"}
+    for name in ("size", "rank", "local_size", "local_rank", "cross_size", "cross_rank"):
+        fn = getattr(hvd, name, None)
+        if callable(fn):
+            try:
+                out[name] = int(fn())
+            except (ValueError, RuntimeError):
+                out[name] = None
+    for name in ("gloo_enabled", "mpi_enabled", "nccl_built"):
+        fn = getattr(hvd, name, None)
+        if callable(fn):
+            try:
+                out[name] = bool(fn())
+            except (ValueError, RuntimeError):
+                pass
+    return out
+
+
+def describe_distributed(*, dist_tf_strategy: Any = None, dist_torch_model: Any = None,
+                         dist_hvd: Any = None) -> dict[str, Any]:
+    """Describe the distributed set-up from the objects given plus the environment.
+
+    Frameworks are never imported: the objects are read by duck typing, and
+    ``torch.distributed`` is only looked up in ``sys.modules`` (a DDP model implies it).
+    """
+    out: dict[str, Any] = {"env": asdict(dist_info())}
+    if dist_torch_model is not None:
+        out["torch"] = _torch_model(dist_torch_model)
+    if dist_tf_strategy is not None:
+        out["tf"] = _tf_strategy(dist_tf_strategy)
+    if dist_hvd is not None:
+        out["horovod"] = _hvd(dist_hvd)
+    return out

@@ -1,0 +1,578 @@
+"""Runs: create, log, finish, load.
+
+A run is a directory (see README "Storage format")::
+
+    <EM_RUN_PARENT_DIR or .em/runs>/<name>_<yymmdd>_<hhmmss>_<6 random [a-z0-9]>/
+        run.json      metadata, hyperparameters, platform, git, data flow (atomic replace)
+        metrics.bin   the metric log, one record per log() call (see _metricfile)
+        .lock         held by the writing process while it runs
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+import secrets
+import string
+import threading
+import time
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from . import _lifecycle, _validate
+from ._files import read_json, write_json_atomic
+from ._lifecycle import Status, error_info
+from ._metricfile import MetricWriter, Record, read_records
+from ._scalar import INT64_MAX, INT64_MIN, direct_kind, to_number
+from .dist import dist_info
+from .errors import NotARunError, RunFinishedError, handle_problem
+from .hparams import Hyperparameters
+
+__all__ = ["NoOpRun", "Run", "create_run", "load_run"]
+
+FORMAT_VERSION = 1
+META_FILE = "run.json"
+METRICS_FILE = "metrics.bin"
+_ALPHABET = string.ascii_lowercase + string.digits
+_EMPTY: dict[Any, Any] = {}
+
+
+def now_iso() -> str:
+    return datetime.now().astimezone().isoformat(timespec="microseconds")
+
+
+def ts_iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts).astimezone().isoformat(timespec="microseconds")
+
+
+def new_dir(parent_env: str, default: str, name: str) -> Path:
+    """Create ``<parent>/<name>_<yymmdd>_<hhmmss>_<6 random>`` exclusively."""
+    parent = Path(os.environ.get(parent_env) or default)
+    parent.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now().strftime("%y%m%d_%H%M%S")
+    while True:
+        suffix = "".join(secrets.choice(_ALPHABET) for _ in range(6))
+        path = parent / f"{name}_{stamp}_{suffix}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+
+
+class Run:
+    """One training run, recorded under :attr:`local`. Made by :func:`create_run` or
+    :func:`load_run`, not directly.
+
+    Attributes are read from the run's metadata: ``name``, ``alternative_name`` (the
+    directory name), ``labels``, ``description``, ``status``, ``start_timestamp``,
+    ``end_timestamp``, ``hparams``, ``metrics``, ``platform``, ``git``, ``associations``,
+    ``remote`` and ``local`` (the directory).
+    """
+
+    def __init__(self, path: Path, meta: dict[str, Any], *, writable: bool) -> None:
+        self._path = path
+        self._meta = meta
+        self._save_lock = threading.RLock()
+        self._save_depth = 0
+        self._resave = False
+        self._ended = not writable
+        self._writer: MetricWriter | None = None
+        self._fast: dict[Any, Any] = _EMPTY
+        self._liveness: _lifecycle.LivenessLock | None = None
+        self._hparams = Hyperparameters(on_change=self._save, _shared=meta["hparams"])
+        if writable:
+            self._liveness = _lifecycle.LivenessLock(str(path))
+            self._writer = MetricWriter(path / METRICS_FILE)
+            self._fast = self._writer.fast
+            _lifecycle.register(self)
+
+    # ----------------------------------------------------------------- metadata
+    def _save(self) -> None:
+        # Re-entrant: a signal handler may end the run while the main thread is saving.
+        # The nested save writes at once (the process may die right after); the outer one
+        # then saves again so that its older snapshot does not win.
+        with self._save_lock:
+            self._save_depth += 1
+            try:
+                if self._save_depth > 1:
+                    self._resave = True
+                write_json_atomic(self._path / META_FILE, self._meta)
+                while self._save_depth == 1 and self._resave:
+                    self._resave = False
+                    write_json_atomic(self._path / META_FILE, self._meta)
+            finally:
+                self._save_depth -= 1
+
+    @property
+    def local(self) -> str:
+        """The run's directory."""
+        return str(self._path)
+
+    @property
+    def name(self) -> str:
+        return str(self._meta["name"])
+
+    @property
+    def alternative_name(self) -> str:
+        return str(self._meta["alternative_name"])
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self._meta["labels"])
+
+    @property
+    def description(self) -> str:
+        return str(self._meta["description"])
+
+    @property
+    def start_timestamp(self) -> str:
+        return str(self._meta["start_timestamp"])
+
+    @property
+    def end_timestamp(self) -> str | None:
+        return self._meta.get("end_timestamp")
+
+    @property
+    def status(self) -> Status:
+        """The recorded status; for a run that says Running but whose process is gone,
+        ``Crashed`` (or ``Unknown`` when that cannot be told, e.g. from another host)."""
+        status = Status(self._meta["status"])
+        if status is Status.RUNNING and self._writer is None:
+            alive = _lifecycle.writer_alive(str(self._path), self._meta.get("process"))
+            if alive is False:
+                return Status.CRASHED
+            if alive is None:
+                return Status.UNKNOWN
+        return status
+
+    @property
+    def error(self) -> dict[str, Any] | None:
+        """Type, message and traceback of the error that ended the run, if any."""
+        return self._meta.get("error")
+
+    @property
+    def hparams(self) -> Hyperparameters:
+        return self._hparams
+
+    @property
+    def platform(self) -> dict[str, Any]:
+        return dict(self._meta.get("platform") or {})
+
+    @property
+    def git(self) -> dict[str, Any] | None:
+        return self._meta.get("git")
+
+    @property
+    def associations(self) -> dict[str, list[dict[str, Any]]]:
+        return {k: list(v) for k, v in self._meta["associations"].items()}
+
+    @property
+    def remote(self) -> list[dict[str, Any]]:
+        return list(self._meta.get("remote") or [])
+
+    @property
+    def upload_options(self) -> dict[str, Any]:
+        return dict(self._meta["upload"])
+
+    # ----------------------------------------------------------------- metrics
+    def log(self, type: str, metrics: Mapping[str, Any], step: int,  # noqa: A002 - seed API
+            epoch: int | None = None) -> None:
+        """Record one set of metric values.
+
+        Args:
+            type: 'train'/'training', 'val'/'validate'/'validation', 'test'/'testing'/
+                'eval'/'evaluate'/'evaluation' (normalised to train/val/test), or any
+                other name (kept as given).
+            metrics: metric name -> value: int, float, NumPy scalar or one-element
+                array, one-element PyTorch/TensorFlow/MXNet/JAX tensor. NaN and
+                infinities are kept.
+            step: the global step, an int >= 0.
+            epoch: the epoch, an int >= 0, or None.
+
+        The record is in the operating system's page cache when this returns, so killing
+        the process loses nothing logged. A bad argument warns once and the bad part is
+        dropped (``EM_STRICT=1``: raises ``TypeError``/``ValueError``); logging after the
+        run ended raises :class:`~em_core.errors.RunFinishedError` likewise.
+        """
+        # Fast path: a call shaped like an earlier valid one is packed straight into the
+        # mapped log. Anything unusual (new names or value types, bad input, a full
+        # window, a finished run) falls through to _log_slow, which validates and explains.
+        try:
+            vals = tuple(metrics.values())
+            shape = self._fast[(type, *metrics, *map(_type, vals))]
+            if step < 0 or (epoch is not None and epoch < 0):
+                raise ValueError
+            w = self._writer
+            with w.lock:  # type: ignore[union-attr]
+                p = w.pos  # type: ignore[union-attr]
+                if p + shape.size <= w.end:  # type: ignore[union-attr]
+                    shape.packer.pack_into(w.mm, p - w.base, shape.size, shape.sid, step,  # type: ignore[union-attr]
+                                           -1 if epoch is None else epoch, _time(), *vals,
+                                           shape.trailer)
+                    w.pos = p + shape.size  # type: ignore[union-attr]
+                    return
+        except Exception:  # noqa: BLE001 - any surprise goes to the explaining path
+            pass
+        self._log_slow(type, metrics, step, epoch)
+
+    def _log_slow(self, type_: Any, metrics: Any, step: Any, epoch: Any) -> None:
+        try:
+            if self._ended or self._writer is None:
+                raise RunFinishedError(f"run {self._meta['alternative_name']!r} has ended "
+                                       f"({self._meta['status']}); log() was called after it")
+            norm = _validate.metric_type(type_)
+            if not isinstance(metrics, Mapping):
+                raise TypeError(f"metrics must be a dict of name -> number, got "
+                                f"{type(metrics).__name__}: {metrics!r:.200}")
+            if not metrics:
+                raise ValueError("metrics is empty; give at least one name -> number")
+            step = _validate.index(step, "step")
+            epoch = None if epoch is None else _validate.index(epoch, "epoch")
+        except (TypeError, ValueError, RunFinishedError) as e:
+            handle_problem(e, key=f"log:{type(e).__name__}:{str(e)[:60]}")
+            return
+        names, values, kinds = [], [], []
+        cacheable = True
+        for k, v in metrics.items():
+            if not isinstance(k, str) or not k:
+                handle_problem(TypeError(f"metric name must be a non-empty string, got {k!r}"),
+                               key=f"log:name:{k!r}")
+                cacheable = False
+                continue
+            kind = direct_kind(v.__class__)
+            if kind == "q" and not INT64_MIN <= v <= INT64_MAX:
+                kind = None
+            if kind is None:
+                cacheable = False
+                try:
+                    v = to_number(v, k)
+                except (TypeError, ValueError) as e:
+                    handle_problem(e, key=f"log:value:{k}:{type(v).__name__}")
+                    continue
+                kind = "q" if isinstance(v, int) else "d"
+            names.append(k)
+            values.append(v)
+            kinds.append(kind)
+        if not names:
+            return
+        writer = self._writer
+        shape = writer.shape(norm, tuple(names), "".join(kinds))
+        if cacheable:
+            vals = tuple(metrics.values())
+            writer.remember((type_, *metrics, *map(_type, vals)), shape)
+        try:
+            writer.append(shape, step, -1 if epoch is None else epoch, tuple(values))
+        except (TypeError, ValueError) as e:  # mmap closed under us by finish() in a thread
+            handle_problem(RunFinishedError(f"run {self.alternative_name!r} ended while "
+                                            f"logging: {e}"), key="log:closed")
+
+    def flush(self) -> None:
+        """Ask the OS to write logged metrics to disk now (survives power loss, not just a
+        crash of the process). Not needed for crash safety; costs a disk sync."""
+        if self._writer is not None:
+            self._writer.flush()
+
+    def metric_records(self) -> list[Record]:
+        """Every logged record in order (type, step, epoch, unix time, values)."""
+        path = self._path / METRICS_FILE
+        return read_records(path) if path.exists() else []
+
+    @property
+    def metrics(self) -> dict[str, list[dict[str, Any]]]:
+        """``{type: [{'value': {name: number}, 'sequence': {'step', 'epoch', 'timestamp'}}]}``
+        read back from disk, in logging order."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        for r in self.metric_records():
+            out.setdefault(r.type, []).append(
+                {"value": r.values,
+                 "sequence": {"step": r.step, "epoch": r.epoch, "timestamp": ts_iso(r.time)}})
+        return out
+
+    # ----------------------------------------------------------------- data flow
+    def _associate(self, obj: Any, direction: str) -> None:
+        from .artifact import Artifact, describe_target
+
+        if not isinstance(obj, (Run, Artifact)):
+            raise TypeError(f"mark_{direction} expects an Artifact or a Run, got "
+                            f"{type(obj).__name__}: {obj!r:.100}")
+        entry = describe_target(obj)
+        bucket = self._meta["associations"].setdefault(direction + "s", [])
+        if entry not in bucket:
+            bucket.append(entry)
+            self._save()
+        obj._add_association("input_of" if direction == "input" else "output_of", self)
+
+    def mark_input(self, obj: Any) -> None:
+        """Record that this run read ``obj`` (an Artifact or another Run); the other side
+        records it too."""
+        self._associate(obj, "input")
+
+    def mark_output(self, obj: Any) -> None:
+        """Record that this run produced ``obj`` (an Artifact or another Run)."""
+        self._associate(obj, "output")
+
+    def _add_association(self, key: str, other: Any) -> None:
+        from .artifact import describe_target
+
+        bucket = self._meta["associations"].setdefault(key, [])
+        entry = describe_target(other)
+        if entry not in bucket:
+            bucket.append(entry)
+            self._save()
+
+    # ----------------------------------------------------------------- lifecycle
+    def finish(self, status: Status | str = Status.COMPLETE, *,
+               error: BaseException | str | None = None) -> None:
+        """End the run: flush the metric log to disk and record the status.
+
+        Args:
+            status: 'Complete' (default), 'Failed' or 'Killed'.
+            error: the reason or exception (type, message, traceback are recorded).
+
+        Calling it again does nothing.
+        """
+        try:
+            st = Status(status)
+        except ValueError:
+            raise ValueError(f"status={status!r} is not a final status; expected 'Complete', "
+                             "'Failed' or 'Killed'") from None
+        if st not in (Status.COMPLETE, Status.FAILED, Status.KILLED):
+            raise ValueError(f"status={status!r} is not a final status; expected 'Complete', "
+                             "'Failed' or 'Killed'")
+        self._end(st, error)
+
+    def _end(self, status: Status, error: Any = None, *, from_signal: bool = False) -> None:
+        if not self._ended:
+            self._ended = True
+            self._fast = _EMPTY
+            self._meta["status"] = status.value
+            self._meta["end_timestamp"] = now_iso()
+            self._meta["error"] = error_info(error)
+            self._save()
+        if from_signal:
+            return  # the process may die now; the metric log is already in the page cache
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+            write_json_atomic(self._path / META_FILE, self._meta, fsync=True)
+        if self._liveness is not None:
+            self._liveness.release()
+            self._liveness = None
+        _lifecycle.unregister(self)
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, etype: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is None:
+            self._end(Status.COMPLETE)
+        elif isinstance(exc, KeyboardInterrupt):
+            self._end(Status.KILLED, exc)
+        else:
+            self._end(Status.FAILED, exc)
+
+    # ----------------------------------------------------------------- dicts
+    def to_dict(self) -> dict[str, Any]:
+        """Everything about the run as plain data, metrics included."""
+        d = dict(self._meta)
+        d["status"] = self.status.value
+        d["hparams"] = self._hparams.as_dict()
+        d["metrics"] = self.metrics
+        return d
+
+    @classmethod
+    def parse_from_dict(cls, d: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate a dict made by :meth:`to_dict` and return its metadata part."""
+        missing = [k for k in ("name", "alternative_name", "status", "hparams") if k not in d]
+        if missing:
+            raise ValueError(f"not a run dict: missing keys {missing}")
+        Status(d["status"])
+        return {k: v for k, v in d.items() if k != "metrics"}
+
+    def __repr__(self) -> str:
+        return f"<em Run {self.alternative_name!r} {self._meta['status']} at {self.local!r}>"
+
+
+_time = time.time
+_type = builtins.type  # Run.log's parameter named 'type' (the seed API's) shadows the builtin
+
+
+class NoOpRun:
+    """What ``create_run`` returns on a rank other than 0: accepts every call of
+    :class:`Run` and writes nothing. Hyperparameters are kept in memory only."""
+
+    def __init__(self, name: str = "default", hparams: Any = None,
+                 labels: list[str] | None = None, description: str = "") -> None:
+        self.name = name
+        self.alternative_name = name
+        self.labels = list(labels or [])
+        self.description = description
+        self.status = Status.RUNNING
+        self.start_timestamp = now_iso()
+        self.end_timestamp: str | None = None
+        self.hparams = Hyperparameters(hparams or {})
+        self.metrics: dict[str, list[dict[str, Any]]] = {}
+        self.platform: dict[str, Any] = {}
+        self.git: dict[str, Any] | None = None
+        self.associations: dict[str, list[dict[str, Any]]] = {}
+        self.remote: list[dict[str, Any]] = []
+        self.local: str | None = None
+        self.error: dict[str, Any] | None = None
+
+    def log(self, type: str, metrics: Mapping[str, Any], step: int,  # noqa: A002
+            epoch: int | None = None) -> None:
+        """Does nothing (this rank does not record)."""
+
+    def finish(self, status: Status | str = Status.COMPLETE, *, error: Any = None) -> None:
+        self.status = Status(status)
+
+    def flush(self) -> None:
+        pass
+
+    def mark_input(self, obj: Any) -> None:
+        pass
+
+    def mark_output(self, obj: Any) -> None:
+        pass
+
+    def _add_association(self, key: str, other: Any) -> None:
+        pass
+
+    def metric_records(self) -> list[Record]:
+        return []
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "status": self.status.value, "hparams": self.hparams.as_dict()}
+
+    def __enter__(self) -> NoOpRun:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        return f"<em NoOpRun {self.name!r} (rank {dist_info().rank} does not record)>"
+
+
+def _all_ranks() -> bool:
+    return os.environ.get("EM_ALL_RANKS", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def create_run(config_path: str | os.PathLike[str] | None = None, name: str = "default",
+               hparams: Any = None, labels: list[str] | None = None, description: str = "",
+               auto_upload: bool = False, folder: str = "default", make_folder: bool = False,
+               conflict_strategy: str = "new") -> Run | NoOpRun:
+    """Start recording a run in a new directory under ``$EM_RUN_PARENT_DIR`` (default
+    ``.em/runs``), named ``<name>_<yymmdd>_<hhmmss>_<6 random [a-z0-9]>``.
+
+    Args:
+        config_path: a YAML file with any of these arguments; its values win over the
+            arguments (``hparams`` are merged key by key, the file's winning).
+        name: the run's name (no '/').
+        hparams: initial hyperparameters: dict, argparse Namespace, dataclass, OmegaConf.
+        labels: list of strings. description: free text.
+        auto_upload, folder, make_folder, conflict_strategy: upload settings, validated and
+            stored with the run ('skip', 'error', 'new' or 'replace').
+
+    Returns:
+        The :class:`Run`; on a rank other than 0 of a distributed job, a :class:`NoOpRun`
+        that records nothing (set ``EM_ALL_RANKS=1`` to record every rank).
+
+    Platform and git state are collected now. Until ``finish()`` (or the end of a ``with``
+    block), exit hooks make sure the run's status tells how the process ended.
+    """
+    from ._config import load_run_config
+    from .hparams import _deep_merge, to_plain_dict
+
+    args: dict[str, Any] = {"name": name, "labels": labels, "description": description,
+                            "auto_upload": auto_upload, "folder": folder,
+                            "make_folder": make_folder, "conflict_strategy": conflict_strategy}
+    hp = to_plain_dict(hparams) if hparams is not None else {}
+    if config_path is not None:
+        config = load_run_config(config_path)
+        if "hparams" in config and config["hparams"] is not None:
+            _deep_merge(hp, to_plain_dict(config.pop("hparams"), what="config hparams"), True)
+        config.pop("hparams", None)
+        args.update(config)
+    name = _validate.name(args["name"])
+    meta: dict[str, Any] = {
+        "format_version": FORMAT_VERSION, "kind": "run", "name": name,
+        "labels": _validate.labels(args["labels"]),
+        "description": _validate.text(args["description"], "description"),
+        "upload": {"auto_upload": _validate.flag(args["auto_upload"], "auto_upload"),
+                   "folder": _validate.folder(args["folder"]),
+                   "make_folder": _validate.flag(args["make_folder"], "make_folder"),
+                   "conflict_strategy": _validate.conflict_strategy(args["conflict_strategy"])},
+    }
+    dist = dist_info()
+    if dist.rank != 0:
+        if not _all_ranks():
+            return NoOpRun(name, hp, meta["labels"], meta["description"])
+        meta["name"] = name = f"{name}-rank{dist.rank}"
+        meta["labels"].append(f"rank:{dist.rank}")
+
+    from ._git import collect_git
+    from ._platform import collect_platform
+
+    path = new_dir("EM_RUN_PARENT_DIR", ".em/runs", name)
+    meta.update({
+        "alternative_name": path.name, "status": Status.RUNNING.value,
+        "start_timestamp": now_iso(), "end_timestamp": None, "error": None, "hparams": hp,
+        "platform": collect_platform(), "git": collect_git(),
+        "associations": {}, "remote": [],
+        "process": {"host": _host(), "pid": os.getpid(), "boot_id": _lifecycle.boot_id(),
+                    "rank": dist.rank, "world_size": dist.world_size,
+                    "launcher": dist.launcher},
+    })
+    write_json_atomic(path / META_FILE, meta)
+    run = Run(path, meta, writable=True)
+    return run
+
+
+def _host() -> str:
+    import socket
+
+    return socket.gethostname()
+
+
+def load_run(path: str | os.PathLike[str], auto_upload: bool = False,
+             folder: str | None = None, make_folder: bool | None = None,
+             conflict_strategy: str | None = None) -> Run:
+    """Open a run directory written by :func:`create_run` (while it runs or after).
+
+    The upload arguments, when given, are validated and replace the stored ones. A run
+    whose writer died without a word reports its status as ``Crashed``. Logging into a
+    loaded run is not possible (it raises :class:`~em_core.errors.RunFinishedError`).
+
+    Raises:
+        NotARunError: ``path`` is not a run directory.
+        CorruptRunError: its metadata file is damaged (reported with its path).
+    """
+    p = Path(path)
+    if not p.is_dir():
+        raise NotARunError(f"no run directory at {str(p)!r}")
+    if not (p / META_FILE).is_file():
+        raise NotARunError(f"{str(p)!r} is not an em run directory (no {META_FILE})")
+    meta = read_json(p / META_FILE)
+    if not isinstance(meta, dict) or meta.get("kind") != "run":
+        raise NotARunError(f"{str(p / META_FILE)!r} does not describe an em run")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise NotARunError(f"{str(p)!r} has run format version {version!r}; this em reads up "
+                           f"to {FORMAT_VERSION}")
+    upload = dict(meta.get("upload") or {})
+    if auto_upload:
+        upload["auto_upload"] = True
+    if folder is not None:
+        upload["folder"] = _validate.folder(folder)
+    if make_folder is not None:
+        upload["make_folder"] = _validate.flag(make_folder, "make_folder")
+    if conflict_strategy is not None:
+        upload["conflict_strategy"] = _validate.conflict_strategy(conflict_strategy)
+    meta["upload"] = upload
+    meta.setdefault("associations", {})
+    meta.setdefault("hparams", {})
+    return Run(p, meta, writable=False)

@@ -1,0 +1,55 @@
+"""Test sessions. Frameworks' pins conflict, so each has its own environment.
+
+    python3 -m nox            # every default session: what CI runs
+    python3 -m nox -s main    # the main job: a real training recorded end to end
+    python3 -m nox -s core    # one session
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "typecheck", "core"]
+nox.options.error_on_missing_interpreters = True
+
+FRAMEWORKS = ("torch", "tensorflow", "keras", "mxnet", "jax", "lightning", "horovod")
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff over everything."""
+    session.install("ruff==0.17.6")
+    session.run("ruff", "check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over em_core."""
+    session.install("mypy==2.4.1", "types-PyYAML", "types-requests", "-e", ".")
+    session.run("mypy")
+
+
+@nox.session
+def core(session: nox.Session) -> None:
+    """em_core's tests and the example, in an environment with no ML framework."""
+    session.install("-e", ".[test]", "omegaconf")
+    session.run("python", "-c", _assert_absent(FRAMEWORKS))
+    session.run("pytest", "tests/core", "tests/examples", "--doctest-modules", "em_core",
+                *session.posargs)
+
+
+@nox.session
+def main(session: nox.Session) -> None:
+    """The main job: train a NumPy MLP on generated data, record it, show it."""
+    session.install("-e", ".", "numpy")
+    tmp = session.create_tmp()
+    session.chdir(tmp)
+    session.run("python", f"{session.invoked_from}/examples/numpy_mlp.py", *session.posargs)
+    session.run("em", "ls")
+    session.run("em", "show", "numpy-mlp")
+
+
+def _assert_absent(modules: tuple[str, ...]) -> str:
+    return ("import importlib.util, sys; present = [m for m in " + repr(list(modules)) +
+            " if importlib.util.find_spec(m)]; sys.exit(f'frameworks installed: {present}' "
+            "if present else 0)")

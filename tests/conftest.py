@@ -1,0 +1,25 @@
+"""Shared by every test session: strict mode, and runs written into a temporary folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Problems in em raise instead of warning while the suite runs (see em_core.errors).
+os.environ["EM_STRICT"] = "1"
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+@pytest.fixture(autouse=True)
+def em_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test writes its runs and artifacts under its own tmp_path."""
+    monkeypatch.setenv("EM_RUN_PARENT_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("EM_ARTIFACT_PARENT_DIR", str(tmp_path / "artifacts"))
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "OMPI_COMM_WORLD_RANK", "HOROVOD_RANK",
+                "PMI_RANK", "SLURM_PROCID", "TF_CONFIG", "EM_ALL_RANKS"):
+        monkeypatch.delenv(var, raising=False)
+    return tmp_path
