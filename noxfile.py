@@ -7,12 +7,24 @@
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+import sys
+from pathlib import Path
+
 import nox
 
-nox.options.sessions = ["lint", "typecheck", "core"]
-nox.options.error_on_missing_interpreters = True
+sys.path.insert(0, str(Path(__file__).parent))
+from noxsessions._common import assert_absent, install_em
 
-FRAMEWORKS = ("torch", "tensorflow", "keras", "mxnet", "jax", "lightning", "horovod")
+# Each framework's sessions live in noxsessions/<framework>.py; importing registers them.
+_modules = [importlib.import_module(f"noxsessions.{m.name}")
+            for m in pkgutil.iter_modules([str(Path(__file__).parent / "noxsessions")])
+            if not m.name.startswith("_")]
+
+nox.options.sessions = ["lint", "typecheck", "core"] + [
+    name for mod in _modules for name in getattr(mod, "DEFAULT", [])]
+nox.options.error_on_missing_interpreters = True
 
 
 @nox.session
@@ -32,8 +44,8 @@ def typecheck(session: nox.Session) -> None:
 @nox.session
 def core(session: nox.Session) -> None:
     """em_core's tests and the example, in an environment with no ML framework."""
-    session.install("-e", ".[test]", "omegaconf")
-    session.run("python", "-c", _assert_absent(FRAMEWORKS))
+    install_em(session, "omegaconf")
+    assert_absent(session)
     session.run("pytest", "tests/core", "tests/examples", "--doctest-modules", "em_core",
                 *session.posargs)
 
@@ -48,8 +60,3 @@ def main(session: nox.Session) -> None:
     session.run("em", "ls")
     session.run("em", "show", "numpy-mlp")
 
-
-def _assert_absent(modules: tuple[str, ...]) -> str:
-    return ("import importlib.util, sys; present = [m for m in " + repr(list(modules)) +
-            " if importlib.util.find_spec(m)]; sys.exit(f'frameworks installed: {present}' "
-            "if present else 0)")

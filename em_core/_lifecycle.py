@@ -30,6 +30,8 @@ import traceback
 from types import FrameType, TracebackType
 from typing import Any, Protocol
 
+from .errors import EmError, handle_problem
+
 __all__ = ["Status"]
 
 
@@ -55,7 +57,7 @@ class _Endable(Protocol):
     def _end(self, status: Status, error: Any = None, *, from_signal: bool = False) -> None: ...
 
 
-_open_runs: dict[int, _Endable] = {}
+_open_runs: dict[int, tuple[int, _Endable]] = {}  # id(run) -> (owner pid, run)
 _lock = threading.Lock()
 _installed = False
 _prev_excepthook: Any = None
@@ -76,7 +78,7 @@ def error_info(exc: BaseException | str | None) -> dict[str, Any] | None:
 def register(run: _Endable) -> None:
     """Track an open run so that the hooks can end it."""
     with _lock:
-        _open_runs[id(run)] = run
+        _open_runs[id(run)] = (os.getpid(), run)
         _install()
 
 
@@ -86,8 +88,11 @@ def unregister(run: _Endable) -> None:
 
 
 def _snapshot() -> list[_Endable]:
+    # A forked child (a DataLoader worker, say) inherits the hooks and the parent's open
+    # runs; its own signals and exit must not end the parent's runs.
+    pid = os.getpid()
     with _lock:
-        return list(_open_runs.values())
+        return [run for owner, run in _open_runs.values() if owner == pid]
 
 
 def _excepthook(etype: type[BaseException], value: BaseException,
@@ -157,10 +162,15 @@ class LivenessLock:
         self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except BlockingIOError:
             os.close(self._fd)
             self._fd = None
             raise
+        except OSError as e:
+            # A file system without flock (some network mounts): record anyway; readers
+            # will report a vanished writer as Unknown instead of Crashed.
+            handle_problem(EmError(f"cannot lock {self.path!r} ({e}); a crash of this run "
+                                   "will show as Unknown, not Crashed"), key="flock")
 
     def release(self) -> None:
         if self._fd is not None:

@@ -88,10 +88,10 @@ def _last_values(records: Sequence[Record]) -> dict[str, float | int]:
     return last
 
 
-def _table(rows: list[list[str]], out: TextIO) -> None:
+def _table(rows: list[list[str]], out: TextIO, indent: str = "") -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
-        out.write("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() + "\n")
+        out.write(indent + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() + "\n")
 
 
 def cmd_ls(args: argparse.Namespace, out: TextIO) -> int:
@@ -181,7 +181,7 @@ def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
     w("\nMetrics\n")
     rows = _summary(run.metric_records())
     if len(rows) > 1:
-        _table(rows, _Indented(out))
+        _table(rows, out, indent="  ")
     else:
         w("  (none)\n")
     assoc = run.associations
@@ -192,14 +192,6 @@ def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
         for e in entries:
             w(f"  {key}: {e.get('kind')} {e.get('alternative_name')}  {e.get('local')}\n")
     return 0
-
-
-class _Indented:
-    def __init__(self, out: TextIO) -> None:
-        self.out = out
-
-    def write(self, s: str) -> int:
-        return self.out.write("  " + s)
 
 
 def cmd_export(args: argparse.Namespace, out: TextIO) -> int:

@@ -91,6 +91,16 @@ def dist_info(env: dict[str, str] | None = None) -> DistInfo:
                 launcher = "torchrun"
             return DistInfo(rank=rank, world_size=size if size is not None else rank + 1,
                             local_rank=_int_env(e, local_var), launcher=launcher)
+    local = _int_env(e, "LOCAL_RANK")
+    if local is not None:
+        # Lightning's DDP launcher re-runs the script with LOCAL_RANK/NODE_RANK/WORLD_SIZE
+        # but no RANK; only local rank 0 of node 0 is the chief.
+        node = _int_env(e, "NODE_RANK") or 0
+        per_node = _int_env(e, "LOCAL_WORLD_SIZE") or 1
+        size = _int_env(e, "WORLD_SIZE")
+        rank = node * per_node + local if node else local
+        return DistInfo(rank=rank, world_size=size if size is not None else rank + 1,
+                        local_rank=local, launcher="local_rank")
     raw = e.get("TF_CONFIG")
     if raw:
         info = _from_tf_config(raw)
@@ -101,26 +111,44 @@ def dist_info(env: dict[str, str] | None = None) -> DistInfo:
 
 def _torch_model(model: Any) -> dict[str, Any]:
     kind = type(model).__name__
-    if kind not in {"DistributedDataParallel", "DataParallel"}:
-        return {"kind": "not distributed", "model": kind}
-    out: dict[str, Any] = {"kind": kind}
+    wrapped = getattr(model, "module", None)
+    out: dict[str, Any] = {"kind": kind, "model": type(wrapped or model).__name__}
+    if kind not in {"DistributedDataParallel", "DataParallel", "FullyShardedDataParallel"}:
+        out["kind"] = "not distributed"
     device_ids = getattr(model, "device_ids", None)
-    out["device_ids"] = [str(d) for d in device_ids] if device_ids else None
+    output_device = getattr(model, "output_device", None)
+    if out["kind"] != "not distributed":
+        out["device_ids"] = [str(d) for d in device_ids] if device_ids else None
+        out["output_device"] = None if output_device is None else str(output_device)
     if kind == "DataParallel":
         out["replicas"] = len(device_ids) if device_ids else 1
         return out
-    tdist = sys.modules.get("torch.distributed")  # imported already: the model is a DDP
+    tdist = sys.modules.get("torch.distributed")  # imported already when a model is wrapped
     pg = getattr(model, "process_group", None)
     if tdist is not None and tdist.is_available() and tdist.is_initialized():
         out["world_size"] = tdist.get_world_size(pg)
         out["rank"] = tdist.get_rank(pg)
         out["backend"] = str(tdist.get_backend(pg))
+    if out["kind"] == "not distributed":
+        return out
+    out["local_rank"] = dist_info().local_rank
     cap = getattr(model, "bucket_bytes_cap", None)
     out["bucket_cap_mb"] = cap / (1024 * 1024) if isinstance(cap, (int, float)) else None
-    out["find_unused_parameters"] = getattr(model, "find_unused_parameters", None)
-    out["broadcast_buffers"] = getattr(model, "broadcast_buffers", None)
-    out["gradient_as_bucket_view"] = getattr(model, "gradient_as_bucket_view", None)
+    for attr in ("find_unused_parameters", "broadcast_buffers", "gradient_as_bucket_view",
+                 "static_graph"):
+        out[attr] = getattr(model, attr, None)
+    out["launcher"] = _torch_launcher()
     return out
+
+
+def _torch_launcher() -> str | None:
+    import multiprocessing
+
+    if os.environ.get("TORCHELASTIC_RUN_ID"):
+        return "torchrun"
+    if multiprocessing.parent_process() is not None:
+        return "mp.spawn"
+    return "env" if os.environ.get("RANK") else None
 
 
 def _tf_strategy(strategy: Any) -> dict[str, Any]:
@@ -144,25 +172,6 @@ def _tf_strategy(strategy: Any) -> dict[str, Any]:
     return out
 
 
-def _hvd(hvd: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {"kind": "horovod"}
-    for name in ("size", "rank", "local_size", "local_rank", "cross_size", "cross_rank"):
-        fn = getattr(hvd, name, None)
-        if callable(fn):
-            try:
-                out[name] = int(fn())
-            except (ValueError, RuntimeError):
-                out[name] = None
-    for name in ("gloo_enabled", "mpi_enabled", "nccl_built"):
-        fn = getattr(hvd, name, None)
-        if callable(fn):
-            try:
-                out[name] = bool(fn())
-            except (ValueError, RuntimeError):
-                pass
-    return out
-
-
 def describe_distributed(*, dist_tf_strategy: Any = None, dist_torch_model: Any = None,
                          dist_hvd: Any = None) -> dict[str, Any]:
     """Describe the distributed set-up from the objects given plus the environment.
@@ -176,5 +185,7 @@ def describe_distributed(*, dist_tf_strategy: Any = None, dist_torch_model: Any 
     if dist_tf_strategy is not None:
         out["tf"] = _tf_strategy(dist_tf_strategy)
     if dist_hvd is not None:
-        out["horovod"] = _hvd(dist_hvd)
+        from ._horovod import describe_hvd
+
+        out["horovod"] = describe_hvd(dist_hvd)
     return out

@@ -363,6 +363,36 @@ class Run:
             self._liveness = None
         _lifecycle.unregister(self)
 
+    def resume(self) -> None:
+        """Reopen an ended run for recording: a run this process finished (Lightning
+        ends its logger after ``fit`` and again after ``test``), or a run loaded with
+        :func:`load_run` whose writing process is gone (continue after a crash).
+
+        New metrics are appended after the existing ones; the status goes back to Running.
+
+        Raises:
+            RunFinishedError: another live process is still writing the run.
+        """
+        if not self._ended and self._writer is not None:
+            return
+        try:
+            liveness = _lifecycle.LivenessLock(str(self._path))
+        except BlockingIOError:
+            raise RunFinishedError(f"run {self.alternative_name!r} is being written by another "
+                                   "live process; it cannot be resumed here") from None
+        self._liveness = liveness
+        self._writer = MetricWriter(self._path / METRICS_FILE)
+        self._fast = self._writer.fast
+        self._meta["status"] = Status.RUNNING.value
+        self._meta["end_timestamp"] = None
+        self._meta["error"] = None
+        self._meta["process"] = {**(self._meta.get("process") or {}), "host": _host(),
+                                 "pid": os.getpid(), "boot_id": _lifecycle.boot_id()}
+        self._meta.setdefault("resumed", []).append(now_iso())
+        self._ended = False
+        self._save()
+        _lifecycle.register(self)
+
     def __enter__(self) -> Run:
         return self
 
@@ -544,8 +574,9 @@ def load_run(path: str | os.PathLike[str], auto_upload: bool = False,
     """Open a run directory written by :func:`create_run` (while it runs or after).
 
     The upload arguments, when given, are validated and replace the stored ones. A run
-    whose writer died without a word reports its status as ``Crashed``. Logging into a
-    loaded run is not possible (it raises :class:`~em_core.errors.RunFinishedError`).
+    whose writer died without a word reports its status as ``Crashed``. A loaded run is
+    read-only (``log`` raises :class:`~em_core.errors.RunFinishedError`) until
+    :meth:`Run.resume` reopens it.
 
     Raises:
         NotARunError: ``path`` is not a run directory.
