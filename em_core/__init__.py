@@ -1,9 +1,11 @@
 """em: record machine-learning training runs on local disk.
 
-Example:
-    >>> import em_core as em                                   # doctest: +SKIP
-    >>> with em.create_run(name='mnist', hparams={'lr': 0.1}) as run:   # doctest: +SKIP
-    ...     run.log('train', {'loss': 0.25}, step=1)
+Example::
+
+    import em_core as em
+
+    with em.create_run(name="mnist", hparams={"lr": 0.1}) as run:
+        run.log("train", {"loss": 0.25}, step=1)
 """
 
 from __future__ import annotations

@@ -32,6 +32,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import CorruptRunError
+
 MAGIC = b"EMMETRIC"
 VERSION = 1
 HEADER = struct.Struct("<8sII")
@@ -228,7 +230,10 @@ def read_records(path: str | os.PathLike[str]) -> list[Record]:
     """Every valid record of a metric log, in logging order; a torn tail is skipped."""
     with open(path, "rb") as f:
         data = f.read()
-    return [rec for _, _, rec in _scan(data) if rec is not None]
+    try:
+        return [rec for _, _, rec in _scan(data) if rec is not None]
+    except ValueError as e:  # not a metric log at all, or a newer format: say which file
+        raise CorruptRunError(f"metric log {os.fspath(path)!r} cannot be read: {e}") from e
 
 
 def _valid_end(path: str) -> tuple[int, int]:

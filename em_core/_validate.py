@@ -108,11 +108,16 @@ def index(value: Any, what: str) -> int:
     return out
 
 
-def existing_file(value: Any, what: str) -> Path:
+def path(value: Any, what: str) -> Path:
+    """A str or os.PathLike, as a Path."""
     if not isinstance(value, (str, os.PathLike)):
         raise TypeError(f"{what} must be a path (str or os.PathLike), got "
                         f"{type(value).__name__}: {value!r}")
-    path = Path(value)
-    if not path.exists():
-        raise FileNotFoundError(f"{what}: no such file: {str(path)!r}")
-    return path
+    return Path(value)
+
+
+def existing_file(value: Any, what: str) -> Path:
+    p = path(value, what)
+    if not p.exists():
+        raise FileNotFoundError(f"{what}: no such file: {str(p)!r}")
+    return p

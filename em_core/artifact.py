@@ -28,19 +28,21 @@ META_FILE = "artifact.json"
 FILES_DIR = "files"
 
 
-def _clean_obj_path(obj_path: str) -> str:
+def _clean_obj_path(obj_path: str, given: str | None = None) -> str:
+    # ``given``: what the caller passed, quoted in errors instead of the joined path
+    shown = obj_path if given is None else given
     if not isinstance(obj_path, str):
         raise TypeError(f"obj_path must be a string, got {type(obj_path).__name__}: "
                         f"{obj_path!r}")
     if obj_path.startswith(("/", "\\")) or (len(obj_path) > 1 and obj_path[1] == ":"):
-        raise ValueError(f"obj_path {obj_path!r} is absolute; it must be a relative path "
+        raise ValueError(f"obj_path {shown!r} is absolute; it must be a relative path "
                          "inside the artifact, such as 'model.pt' or 'ckpt/'")
     parts = obj_path.replace("\\", "/").split("/")
     if ".." in parts:
-        raise ValueError(f"obj_path {obj_path!r} escapes the artifact ('..' is not allowed)")
+        raise ValueError(f"obj_path {shown!r} escapes the artifact ('..' is not allowed)")
     norm = posixpath.normpath("/".join(parts))
     if norm in {"", "."}:
-        raise ValueError(f"obj_path {obj_path!r} names no file inside the artifact")
+        raise ValueError(f"obj_path {shown!r} names no file inside the artifact")
     return norm
 
 
@@ -48,8 +50,8 @@ def _target(obj_path: str | None, default_name: str) -> str:
     """Apply the obj_path rule: None -> the source's name; 'dir/' -> into that folder."""
     if obj_path is None:
         return _clean_obj_path(default_name)
-    if obj_path.endswith("/"):
-        return _clean_obj_path(obj_path + default_name)
+    if isinstance(obj_path, str) and obj_path.endswith("/"):
+        return _clean_obj_path(obj_path + default_name, given=obj_path)
     return _clean_obj_path(obj_path)
 
 
@@ -223,8 +225,11 @@ def create_artifact(name: str, labels: list[str] | None = None,
 
 def load_artifact(path: str | os.PathLike[str]) -> Artifact:
     """Open an artifact directory made by :func:`create_artifact`."""
-    p = Path(path)
+    p = _validate.path(path, "path")
     if not (p / META_FILE).is_file():
         raise NotARunError(f"{str(p)!r} is not an em artifact directory (no {META_FILE})")
     meta = read_json(p / META_FILE)
+    if not isinstance(meta, dict) or meta.get("kind") != "artifact":
+        raise NotARunError(f"{str(p / META_FILE)!r} does not describe an em artifact")
+    meta.setdefault("associations", {})
     return Artifact(p, meta)

@@ -211,6 +211,11 @@ class Hyperparameters(MutableMapping[str, Any]):
     def __repr__(self) -> str:
         return f"Hyperparameters({self._data!r})"
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # copy, deepcopy and pickle give a detached mapping of the same values: the default
+        # protocol would set the slots through __setattr__ (a hyperparameter) and recurse.
+        return (Hyperparameters, (self._data,))
+
     def get(self, key: str, default: Any = None) -> Any:
         """Value at ``key`` (dotted paths reach into sections), or ``default``."""
         try:

@@ -203,7 +203,9 @@ class Run:
         try:
             vals = tuple(metrics.values())
             shape = self._fast[(type, *metrics, *map(_type, vals))]
-            if step < 0 or (epoch is not None and epoch < 0):
+            # bool is an int to struct; the validating path refuses it, so must this one
+            if step < 0 or step.__class__ is bool or (
+                    epoch is not None and (epoch < 0 or epoch.__class__ is bool)):
                 raise ValueError
             w = self._writer
             with w.lock:  # type: ignore[union-attr]
@@ -435,7 +437,8 @@ class NoOpRun:
     :class:`Run` and writes nothing. Hyperparameters are kept in memory only."""
 
     def __init__(self, name: str = "default", hparams: Any = None,
-                 labels: list[str] | None = None, description: str = "") -> None:
+                 labels: list[str] | None = None, description: str = "", *,
+                 upload: dict[str, Any] | None = None) -> None:
         self.name = name
         self.alternative_name = name
         self.labels = list(labels or [])
@@ -451,10 +454,14 @@ class NoOpRun:
         self.remote: list[dict[str, Any]] = []
         self.local: str | None = None
         self.error: dict[str, Any] | None = None
+        self.upload_options: dict[str, Any] = dict(upload or {})
 
     def log(self, type: str, metrics: Mapping[str, Any], step: int,  # noqa: A002
             epoch: int | None = None) -> None:
         """Does nothing (this rank does not record)."""
+
+    def resume(self) -> None:
+        pass
 
     def finish(self, status: Status | str = Status.COMPLETE, *, error: Any = None) -> None:
         self.status = Status(status)
@@ -476,6 +483,11 @@ class NoOpRun:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "status": self.status.value, "hparams": self.hparams.as_dict()}
+
+    @classmethod
+    def parse_from_dict(cls, d: Mapping[str, Any]) -> dict[str, Any]:
+        """As :meth:`Run.parse_from_dict`."""
+        return Run.parse_from_dict(d)
 
     def __enter__(self) -> NoOpRun:
         return self
@@ -540,7 +552,7 @@ def create_run(config_path: str | os.PathLike[str] | None = None, name: str = "d
     dist = dist_info()
     if dist.rank != 0:
         if not _all_ranks():
-            return NoOpRun(name, hp, meta["labels"], meta["description"])
+            return NoOpRun(name, hp, meta["labels"], meta["description"], upload=meta["upload"])
         meta["name"] = name = f"{name}-rank{dist.rank}"
         meta["labels"].append(f"rank:{dist.rank}")
 
@@ -582,7 +594,7 @@ def load_run(path: str | os.PathLike[str], auto_upload: bool = False,
         NotARunError: ``path`` is not a run directory.
         CorruptRunError: its metadata file is damaged (reported with its path).
     """
-    p = Path(path)
+    p = _validate.path(path, "path")
     if not p.is_dir():
         raise NotARunError(f"no run directory at {str(p)!r}")
     if not (p / META_FILE).is_file():
@@ -595,7 +607,7 @@ def load_run(path: str | os.PathLike[str], auto_upload: bool = False,
         raise NotARunError(f"{str(p)!r} has run format version {version!r}; this em reads up "
                            f"to {FORMAT_VERSION}")
     upload = dict(meta.get("upload") or {})
-    if auto_upload:
+    if _validate.flag(auto_upload, "auto_upload"):
         upload["auto_upload"] = True
     if folder is not None:
         upload["folder"] = _validate.folder(folder)
