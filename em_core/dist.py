@@ -77,11 +77,26 @@ def _from_tf_config(raw: str) -> DistInfo | None:
     return DistInfo(rank=rank, world_size=size, local_rank=None, launcher="tf_config")
 
 
+def _from_torch_distributed() -> DistInfo | None:
+    # torch.multiprocessing.spawn sets no environment variable: the script passes the rank
+    # to init_process_group. Look only if torch.distributed is imported already (never
+    # import a framework from here).
+    tdist = sys.modules.get("torch.distributed")
+    try:
+        if tdist is None or not tdist.is_available() or not tdist.is_initialized():
+            return None
+        return DistInfo(rank=int(tdist.get_rank()), world_size=int(tdist.get_world_size()),
+                        local_rank=None, launcher="torch.distributed")
+    except (AttributeError, RuntimeError, ValueError):
+        return None
+
+
 def dist_info(env: dict[str, str] | None = None) -> DistInfo:
     """Rank, world size, local rank and launcher from the environment variables set by
     torchrun (``RANK``), Horovod, Open MPI, MPICH/Intel MPI (``PMI_RANK``), SLURM and
-    TensorFlow's ``TF_CONFIG``. Rank -1 marks a process that is not a worker (a TF
-    parameter server or evaluator)."""
+    TensorFlow's ``TF_CONFIG``, or from an initialised ``torch.distributed`` process group
+    when no variable says (``torch.multiprocessing.spawn``). Rank -1 marks a process that is
+    not a worker (a TF parameter server or evaluator). With ``env`` given, only it is read."""
     e: Any = os.environ if env is None else env
     for rank_var, size_var, local_var, launcher in _LAUNCHERS:
         rank = _int_env(e, rank_var)
@@ -91,6 +106,10 @@ def dist_info(env: dict[str, str] | None = None) -> DistInfo:
                 launcher = "torchrun"
             return DistInfo(rank=rank, world_size=size if size is not None else rank + 1,
                             local_rank=_int_env(e, local_var), launcher=launcher)
+    if env is None:
+        info = _from_torch_distributed()
+        if info is not None:
+            return info
     local = _int_env(e, "LOCAL_RANK")
     if local is not None:
         # Lightning's DDP launcher re-runs the script with LOCAL_RANK/NODE_RANK/WORLD_SIZE
