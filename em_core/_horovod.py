@@ -51,7 +51,8 @@ def _what(obj: Any) -> str:
     if name:
         return f"module {name}"
     cls = type(obj)
-    return f"{cls.__module__}.{cls.__qualname__}: {obj!r:.80}"
+    shown = " ".join(repr(obj).split())  # an optimizer's repr spans lines
+    return f"{cls.__module__}.{cls.__qualname__}: {shown:.80}"
 
 
 def _wrapper_origin(obj: Any) -> tuple[str, str] | None:
@@ -251,7 +252,7 @@ def _describe_wrapper(obj: Any, origin: tuple[str, str], hvd: Any) -> dict[str, 
         out["gradient_predivide_factor"] = (None if adasum else
                                             getattr(obj, "gradient_predivide_factor", None))
         out["sparse_as_dense"] = getattr(obj, "sparse_as_dense", None)
-        out["process_set"] = _process_set(getattr(obj, "process_set", "global"))
+        out["process_set"] = _process_set(getattr(obj, "process_set", None))
         out["groups"] = _groups(getattr(obj, "_groups", None))
         out["optimizer"] = _torch_optimizer(obj)
         return out

@@ -170,8 +170,14 @@ def _torch_launcher() -> str | None:
     return "env" if os.environ.get("RANK") else None
 
 
+# TF's classes behind its public names
+_TF_PUBLIC = {"CollectiveAllReduceStrategy": "MultiWorkerMirroredStrategy",
+              "CollectiveAllReduceStrategyV1": "MultiWorkerMirroredStrategy"}
+
+
 def _tf_strategy(strategy: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {"kind": type(strategy).__name__}
+    cls = type(strategy).__name__
+    out: dict[str, Any] = {"kind": _TF_PUBLIC.get(cls, cls), "class": cls}
     replicas = getattr(strategy, "num_replicas_in_sync", None)
     if replicas is not None:
         out["replicas"] = int(replicas)

@@ -11,6 +11,7 @@ A run is a directory (see README "Storage format")::
 from __future__ import annotations
 
 import builtins
+import logging
 import os
 import secrets
 import string
@@ -552,6 +553,10 @@ def create_run(config_path: str | os.PathLike[str] | None = None, name: str = "d
     dist = dist_info()
     if dist.rank != 0:
         if not _all_ranks():
+            logging.getLogger("em").debug(
+                "rank %d of %d (%s): create_run(name=%r) returns a NoOpRun that records "
+                "nothing; set EM_ALL_RANKS=1 to record every rank", dist.rank,
+                dist.world_size, dist.launcher, name)
             return NoOpRun(name, hp, meta["labels"], meta["description"], upload=meta["upload"])
         meta["name"] = name = f"{name}-rank{dist.rank}"
         meta["labels"].append(f"rank:{dist.rank}")

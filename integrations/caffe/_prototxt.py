@@ -1,0 +1,270 @@
+"""Protocol Buffers text format (``.prototxt``) without protobuf or Caffe installed.
+
+Enough of the format for Caffe solver and net files: ``# comments``, ``field: value``,
+``message { ... }`` / ``message: { ... }`` / ``message < ... >``, repeated fields, quoted strings
+with escapes (adjacent strings are concatenated), numbers, ``true``/``false`` and enum names.
+A field seen once is a scalar (or dict); a field seen again becomes a list, so repeated
+fields such as ``stepvalue`` or ``layer`` come back as lists.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+__all__ = ["PrototxtError", "batch_sizes", "parse_prototxt", "read_prototxt", "solver_hparams"]
+
+
+class PrototxtError(ValueError):
+    """A text-format file that does not parse; the message names the file and the line."""
+
+
+_TOKEN = re.compile(r"""
+    (?P<ws>[ \t\r\f\v]+)
+  | (?P<nl>\n)
+  | (?P<comment>\#[^\n]*)
+  | (?P<str>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')
+  | (?P<punct>[{}<>:;,\[\]])
+  | (?P<word>[^\s{}<>:;,\[\]"'#]+)
+""", re.VERBOSE)
+
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "'": "'", '"': '"', "a": "\a",
+            "b": "\b", "f": "\f", "v": "\v", "?": "?"}
+_INT = re.compile(r"[-+]?(?:0[xX][0-9a-fA-F]+|\d+)\Z")
+_FLOAT = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?[fF]?\Z")
+
+
+def _unquote(tok: str) -> str:
+    body, out, i = tok[1:-1], [], 0
+    while i < len(body):
+        c = body[i]
+        if c == "\\" and i + 1 < len(body):
+            nxt = body[i + 1]
+            if nxt in "01234567":  # octal escape, up to 3 digits
+                j = i + 1
+                while j < min(i + 4, len(body)) and body[j] in "01234567":
+                    j += 1
+                out.append(chr(int(body[i + 1:j], 8)))
+                i = j
+                continue
+            out.append(_ESCAPES.get(nxt, nxt))
+            i += 2
+            continue
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def _scalar(word: str) -> Any:
+    low = word.lower()
+    if low == "true":
+        return True
+    if low == "false":
+        return False
+    if _INT.match(word):
+        return int(word, 0) if word.lower().lstrip("+-").startswith("0x") else int(word)
+    if _FLOAT.match(word):
+        return float(word.rstrip("fF"))
+    if low in ("inf", "-inf", "+inf", "infinity", "-infinity", "nan"):
+        return float(low.replace("infinity", "inf"))
+    return word  # an enum name such as GPU, SGD, TRAIN
+
+
+def _tokenize(text: str, source: str) -> list[tuple[str, str, int]]:
+    tokens, line, pos = [], 1, 0
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if m is None:
+            raise PrototxtError(f"{source}, line {line}: unexpected character {text[pos]!r}")
+        kind = m.lastgroup
+        if kind == "nl":
+            line += 1
+        elif kind == "str":
+            tokens.append(("str", m.group(), line))
+        elif kind in ("punct", "word"):
+            tokens.append((kind, m.group(), line))
+        pos = m.end()
+    return tokens
+
+
+def parse_prototxt(text: str, *, source: str = "<string>") -> dict[str, Any]:
+    """Parse Protocol Buffers text format into nested dicts.
+
+    Args:
+        text: The file's content.
+        source: Named in error messages (usually the file path).
+
+    Returns:
+        ``{field: value}``; nested messages are dicts, repeated fields lists.
+
+    Raises:
+        PrototxtError: With the source and line number of the first problem.
+    """
+    tokens = _tokenize(text, source)
+    pos = 0
+    root: dict[str, Any] = {}
+    stack: list[tuple[dict[str, Any], str, int]] = []  # (parent, closing bracket, line)
+    current = root
+
+    def add(target: dict[str, Any], key: str, value: Any) -> None:
+        if key in target:
+            old = target[key]
+            if isinstance(old, list):
+                old.append(value)
+            else:
+                target[key] = [old, value]
+        else:
+            target[key] = value
+
+    def where(i: int) -> str:
+        return f"{source}, line {tokens[i][2] if i < len(tokens) else tokens[-1][2]}"
+
+    while pos < len(tokens):
+        kind, tok, line = tokens[pos]
+        if kind == "punct" and tok in "}>":
+            if not stack or stack[-1][1] != tok:
+                raise PrototxtError(f"{source}, line {line}: unexpected {tok!r}")
+            current = stack.pop()[0]
+            pos += 1
+            continue
+        if kind == "punct" and tok in ";,":
+            pos += 1
+            continue
+        if kind != "word":
+            raise PrototxtError(f"{source}, line {line}: expected a field name, found {tok!r}")
+        key = tok
+        pos += 1
+        if pos < len(tokens) and tokens[pos][1] == ":":
+            pos += 1
+        if pos >= len(tokens):
+            raise PrototxtError(f"{source}, line {line}: field {key!r} has no value")
+        vkind, vtok, vline = tokens[pos]
+        if vkind == "punct" and vtok in "{<":
+            child: dict[str, Any] = {}
+            add(current, key, child)
+            stack.append((current, "}" if vtok == "{" else ">", vline))
+            current = child
+            pos += 1
+        elif vkind == "punct" and vtok == "[":  # short-hand list: field: [1, 2, 3]
+            pos += 1
+            while pos < len(tokens) and tokens[pos][1] != "]":
+                if tokens[pos][1] != ",":
+                    k2, t2, _ = tokens[pos]
+                    add(current, key, _unquote(t2) if k2 == "str" else _scalar(t2))
+                pos += 1
+            if pos >= len(tokens):
+                raise PrototxtError(f"{where(pos)}: list for {key!r} is not closed with ']'")
+            pos += 1
+        elif vkind == "str":
+            parts = []
+            while pos < len(tokens) and tokens[pos][0] == "str":
+                parts.append(_unquote(tokens[pos][1]))
+                pos += 1
+            add(current, key, "".join(parts))
+        elif vkind == "word":
+            add(current, key, _scalar(vtok))
+            pos += 1
+        else:
+            raise PrototxtError(f"{source}, line {vline}: unexpected {vtok!r} after {key!r}")
+    if stack:
+        raise PrototxtError(f"{source}, line {stack[-1][2]}: message opened here is not closed")
+    return root
+
+
+def read_prototxt(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and parse a ``.prototxt`` file.
+
+    Raises:
+        PrototxtError: The file is missing, unreadable or does not parse (names file and line).
+    """
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+    except OSError as exc:
+        raise PrototxtError(f"cannot read {os.fspath(path)!r}: {exc.strerror or exc}") from exc
+    return parse_prototxt(text, source=os.fspath(path))
+
+
+_DATA_PARAMS = ("data_param", "image_data_param", "hdf5_data_param", "memory_data_param",
+                "window_data_param", "annotated_data_param", "python_param")
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def batch_sizes(net: dict[str, Any]) -> dict[str, int]:
+    """Batch sizes of a net's data layers, keyed ``'train'``/``'test'`` by their phase.
+
+    Looks at ``batch_size`` in the usual data layer parameters and at the first ``dim`` of
+    ``dummy_data_param``/``input_param`` shapes. A layer without an ``include { phase }``
+    counts for both phases; the first layer found per phase wins.
+    """
+    found: dict[str, int] = {}
+    for layer in _as_list(net.get("layer")) + _as_list(net.get("layers")):
+        if not isinstance(layer, dict):
+            continue
+        size = None
+        for key in _DATA_PARAMS:
+            param = layer.get(key)
+            if isinstance(param, dict) and isinstance(param.get("batch_size"), int):
+                size = param["batch_size"]
+                break
+        if size is None:
+            for key in ("dummy_data_param", "input_param"):
+                param = layer.get(key)
+                shape = _as_list(param.get("shape")) if isinstance(param, dict) else []
+                if shape and isinstance(shape[0], dict):
+                    dims = _as_list(shape[0].get("dim"))
+                    if dims and isinstance(dims[0], int):
+                        size = dims[0]
+                        break
+        if size is None:
+            continue
+        phases = [inc.get("phase") for inc in _as_list(layer.get("include"))
+                  if isinstance(inc, dict)]
+        for phase in [p for p in phases if p] or ["TRAIN", "TEST"]:
+            found.setdefault(str(phase).lower(), size)
+    return found
+
+
+def solver_hparams(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Hyperparameters from a solver file: every field, plus batch sizes from its net.
+
+    The net named by ``net``/``train_net`` (or an inline ``net_param``/``train_net_param``) is
+    read when it can be found, relative to the working directory (as Caffe does) or else to
+    the solver's folder; its data layers give ``batch_size`` and ``test_batch_size``. A net
+    file that cannot be read is skipped: the solver's own fields are the hyperparameters.
+
+    Raises:
+        PrototxtError: The solver file is missing or does not parse.
+    """
+    solver = read_prototxt(path)
+    hparams: dict[str, Any] = dict(solver)
+    net: dict[str, Any] | None = None
+    for key in ("net_param", "train_net_param"):
+        if isinstance(solver.get(key), dict):
+            net = solver[key]
+            hparams.pop(key)  # a whole net definition is not a hyperparameter
+            break
+    net_file = solver.get("net") or solver.get("train_net")
+    if net is None and isinstance(net_file, str):
+        for candidate in (net_file, os.path.join(os.path.dirname(os.fspath(path)), net_file)):
+            if os.path.isfile(candidate):
+                try:
+                    net = read_prototxt(candidate)
+                except PrototxtError:
+                    net = None
+                break
+    if net is not None:
+        sizes = batch_sizes(net)
+        if "train" in sizes:
+            hparams["batch_size"] = sizes["train"]
+        if "test" in sizes:
+            hparams["test_batch_size"] = sizes["test"]
+        if isinstance(net.get("name"), str):
+            hparams.setdefault("net_name", net["name"])
+    return hparams

@@ -1,0 +1,411 @@
+"""``em mxnet``: record an MXNet training from its log, for scripts that cannot be changed.
+
+Usage::
+
+    python train.py 2>&1 | em mxnet --name NAME
+    em mxnet run --name NAME -- python train.py ...
+
+The log passes through to stdout byte for byte and at once (see ``integrations._logstream``)
+while :class:`MXNetLogParser` reads a copy. It understands what MXNet and GluonCV scripts
+print: Speedometer batch lines (``Epoch[0] Batch [50]\\tSpeed: 707.55 samples/sec\\t
+Train-accuracy=0.19``, ``Batch [0-20]``, ``Batch[100]``, ``Loss[6.968]``), ``Epoch[N]
+Train-``/``Validation-``/``Time cost=`` lines, GluonCV ``[Epoch N] ...`` lines, argparse
+``Namespace(...)`` lines (hyperparameters), ``Saved checkpoint to ...`` and Horovod/MPI
+``[1,0]<stderr>:`` prefixes (ranks other than 0 are ignored). MXNet itself is never imported.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import os
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._logstream import command_main
+
+__all__ = ["BatchLog", "Checkpoint", "Crash", "EpochLog", "GluonEpochLog", "MXNetLogParser",
+           "MXNetRecorder", "Start", "main"]
+
+
+@dataclass(slots=True)
+class BatchLog:
+    """A batch line: ``Epoch[N] Batch [k]`` with Speedometer speed and metrics.
+
+    ``metrics`` has the names as printed without a ``Train-`` prefix (``Loss[x]`` becomes
+    ``loss``); ``time_cost`` is set on the summary form ``Batch[1251]\\tTime cost=...``.
+    """
+
+    epoch: int
+    batch: int
+    metrics: dict[str, float] = field(default_factory=dict)
+    speed: float | None = None
+    time_cost: float | None = None
+
+
+@dataclass(slots=True)
+class EpochLog:
+    """An ``Epoch[N]`` line without a batch: ``Train-x=``, ``Validation-x=``, ``Time cost=``."""
+
+    epoch: int
+    train: dict[str, float] = field(default_factory=dict)
+    val: dict[str, float] = field(default_factory=dict)
+    time_cost: float | None = None
+    speed: float | None = None
+
+
+@dataclass(slots=True)
+class GluonEpochLog:
+    """A GluonCV ``[Epoch N]`` line: ``train=.. val=.. loss=..``, ``training:``, ``validation:``."""
+
+    epoch: int
+    train: dict[str, float] = field(default_factory=dict)
+    val: dict[str, float] = field(default_factory=dict)
+    time_cost: float | None = None
+    speed: float | None = None
+
+
+@dataclass(slots=True)
+class Start:
+    """A training start: an argparse ``Namespace(...)`` line; ``hparams`` what could be read."""
+
+    hparams: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Crash:
+    """A Python traceback; ``reason`` is its last line (``ValueError: ...``)."""
+
+    reason: str
+
+
+@dataclass(slots=True)
+class Checkpoint:
+    """``Saved checkpoint to "<path>"``."""
+
+    path: str
+
+
+MXNetEvent = BatchLog | EpochLog | GluonEpochLog | Start | Checkpoint | Crash
+
+_MPI = re.compile(r"\[\d+,(\d+)\]<std\w+>:")
+_EPOCH = re.compile(r"Epoch\[(\d+)\]")
+_RANK = re.compile(r"Rank\[(\d+)\]")
+_BATCH = re.compile(r"Batch ?\[(?:\d+-)?(\d+)\]")
+_BRACKET = re.compile(r"([A-Za-z_][\w-]*)\[([^\]]+)\]")
+_SPEED = re.compile(r"[Ss]peed: ?([^\s]+) samples/sec")
+_TIME_COST = re.compile(r"[Tt]ime cost[=:] ?([^\s,]+)")
+_GLUON = re.compile(r"\[Epoch (\d+)\]\s*(.*)$")
+_GLUON_TIME = re.compile(r"\btime: ?([^\s,]+)")
+_CHECKPOINT = re.compile(r"Saved checkpoint to \"?(.+?)\"?\s*$")
+_NOT_METRICS = frozenset({"Epoch", "Batch", "Rank"})
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        low = text.lower()
+        if "nan" in low:
+            return math.nan
+        if "inf" in low:
+            return -math.inf if low.startswith("-") else math.inf
+        return None
+
+
+def _pairs(text: str, into: dict[str, float]) -> None:
+    # split + partition, not a regex: lines with dozens of metrics stay linear in length
+    for token in text.split():
+        name, sep, raw = token.partition("=")
+        if sep and name and "[" not in name and ":" not in name:
+            try:
+                into[name] = float(raw)
+            except ValueError:
+                value = _number(raw.rstrip(","))
+                if value is not None:
+                    into[name] = value
+
+
+def _namespace(text: str) -> dict[str, Any]:
+    """The literal keyword values of a printed ``Namespace(...)``; others are skipped."""
+    start = text.find("Namespace(")
+    try:
+        call = ast.parse(text[start:].strip(), mode="eval").body
+    except SyntaxError:
+        return {}
+    out: dict[str, Any] = {}
+    for kw in getattr(call, "keywords", []):
+        try:
+            out[kw.arg] = ast.literal_eval(kw.value)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            continue
+    return out
+
+
+class MXNetLogParser:
+    """A line parser for MXNet / GluonCV training logs; returns events per line.
+
+    Example:
+        >>> MXNetLogParser().feed("INFO:root:Epoch[0] Batch [50]\\tSpeed: 707.55 samples/sec"
+        ...                        "\\tTrain-accuracy=0.198750")
+        [BatchLog(epoch=0, batch=50, metrics={'accuracy': 0.19875}, speed=707.55, time_cost=None)]
+    """
+
+    def __init__(self) -> None:
+        self.lines = 0
+        self._traceback = False  # inside a Python traceback: its last line says why
+
+    def feed(self, line: str | bytes) -> list[MXNetEvent]:
+        """Parse one line; returns its events (zero or one)."""
+        if isinstance(line, bytes):
+            line = line.decode("utf-8", "replace")
+        out: list[MXNetEvent] = []
+        self._line(line.rstrip("\r\n"), out)
+        self.lines += 1
+        return out
+
+    def feed_bytes(self, block: bytes) -> list[MXNetEvent]:
+        """Parse a block of whole lines (the pipe's fast path)."""
+        text = block.decode("utf-8", "replace")
+        if "\r" in text:
+            text = text.replace("\r\n", "\n")
+        lines = text.split("\n")
+        if lines and not lines[-1]:
+            lines.pop()
+        self.lines += len(lines)
+        out: list[MXNetEvent] = []
+        handle = self._line
+        for line in lines:
+            if ("Epoch" in line or "Namespace(" in line or "Saved checkpoint" in line
+                    or "Traceback" in line or self._traceback):
+                handle(line, out)
+        return out
+
+    def _line(self, line: str, out: list[MXNetEvent]) -> None:
+        if self._traceback:
+            if line[:1] not in (" ", "\t", ""):
+                self._traceback = False
+                out.append(Crash(line.strip()))
+            return
+        if line.startswith("Traceback (most recent call last)"):
+            self._traceback = True
+            return
+        if line[:1] == "[":
+            mpi = _MPI.match(line)
+            if mpi is not None:
+                if mpi.group(1) != "0":
+                    return  # only rank 0 speaks for the run
+                line = line[mpi.end():]
+        m = _EPOCH.search(line)
+        if m is not None:
+            rest = line[m.end():]
+            rank = _RANK.search(rest) if "Rank[" in rest else None
+            if rank is not None:
+                if rank.group(1) != "0":
+                    return
+                rest = rest[:rank.start()] + rest[rank.end():]
+            self._epoch_line(int(m.group(1)), rest, out)
+            return
+        if "[Epoch " in line:
+            g = _GLUON.search(line)
+            if g is not None:
+                self._gluon(int(g.group(1)), g.group(2), out)
+            return
+        if "Namespace(" in line:
+            out.append(Start(_namespace(line)))
+            return
+        if "Saved checkpoint" in line:
+            c = _CHECKPOINT.search(line)
+            if c is not None:
+                out.append(Checkpoint(c.group(1)))
+
+    def _epoch_line(self, epoch: int, rest: str, out: list[MXNetEvent]) -> None:
+        speed = _SPEED.search(rest) if "peed:" in rest else None  # cheap tests first: long
+        tc = _TIME_COST.search(rest) if "ime cost" in rest else None  # lines, many metrics
+        time_cost = _number(tc.group(1)) if tc else None
+        if tc is not None:
+            rest = rest[:tc.start()] + rest[tc.end():]
+        b = _BATCH.search(rest)
+        if b is not None:
+            ev = BatchLog(epoch, int(b.group(1)), time_cost=time_cost,
+                          speed=_number(speed.group(1)) if speed else None)
+            tail = rest[b.end():]
+            for name, raw in (_BRACKET.findall(tail) if "[" in tail else ()):
+                if name not in _NOT_METRICS:
+                    value = _number(raw)
+                    if value is not None:
+                        ev.metrics[name.lower() if name == "Loss" else name] = value
+            found: dict[str, float] = {}
+            _pairs(tail, found)
+            for name, value in found.items():
+                ev.metrics[name[6:] if name.startswith("Train-") else name] = value
+            out.append(ev)
+            return
+        found = {}
+        _pairs(rest, found)
+        ep = EpochLog(epoch, time_cost=time_cost,
+                      speed=_number(speed.group(1)) if speed else None)
+        for name, value in found.items():
+            if name.startswith("Validation-"):
+                ep.val[name[11:]] = value
+            else:
+                ep.train[name[6:] if name.startswith("Train-") else name] = value
+        if ep.train or ep.val or ep.time_cost is not None or ep.speed is not None:
+            out.append(ep)
+
+    def _gluon(self, epoch: int, rest: str, out: list[MXNetEvent]) -> None:
+        ev = GluonEpochLog(epoch)
+        speed = _SPEED.search(rest)
+        if speed is not None:
+            ev.speed = _number(speed.group(1))
+        tc = _TIME_COST.search(rest) or _GLUON_TIME.search(rest)
+        if tc is not None:
+            ev.time_cost = _number(tc.group(1))
+        found: dict[str, float] = {}
+        _pairs(rest, found)
+        low = rest.lstrip().lower()
+        if low.startswith(("validation", "val:", "val ")):
+            ev.val.update(found)
+        elif low.startswith(("training", "train:", "train ")):
+            ev.train.update(found)
+        else:  # 'train=0.46 val=0.55 loss=1.45': one line for both, names kept as printed
+            for name, value in found.items():
+                (ev.val if name in ("val", "validation") else ev.train)[name] = value
+        out.append(ev)
+
+
+class MXNetRecorder:
+    """Records :class:`MXNetLogParser` events into an em run.
+
+    What lands where:
+
+    * batch lines: a ``'train'`` record with the printed metrics (``Train-`` prefix dropped),
+      ``samples_per_sec`` and ``epoch_time_s`` when printed, at ``epoch=N`` and a global
+      ``step`` that keeps counting across epochs (the epoch's batch number added to where
+      the previous epoch ended, so it grows even when a log restarts at epoch 0);
+    * ``Epoch[N] Train-...``/``Time cost`` lines: ``'train'`` at the epoch's last step;
+      ``Validation-...``: ``'val'``; GluonCV ``[Epoch N]`` lines likewise (step = epoch
+      when the log has no batch lines);
+    * ``Namespace(...)`` lines: hyperparameters (a later start overrides an earlier one);
+    * ``Saved checkpoint to`` files that exist: an output artifact ``<run name>-checkpoints``;
+    * the end: ``Complete``, or ``Failed`` with the last line of a Python traceback (or a
+      non-zero exit status in ``run`` mode), ``Killed`` on a signal.
+
+    On ranks other than 0 the run is an ``em.NoOpRun`` and nothing is written.
+    """
+
+    def __init__(self, run: Any, *, parser: MXNetLogParser | None = None) -> None:
+        self.run = run
+        self.parser = parser if parser is not None else MXNetLogParser()
+        self.step = 0
+        self._base = 0
+        self._epoch: int | None = None
+        self._batches = False
+        self.crash: str | None = None
+        self._artifact: Any = None
+
+    def feed(self, block: bytes) -> None:
+        for event in self.parser.feed_bytes(block):
+            self.handle(event)
+
+    def idle(self) -> None:
+        pass
+
+    def _at_epoch(self, epoch: int) -> None:
+        if self._epoch is not None and epoch != self._epoch and self._batches:
+            self._base = self.step + 1
+        self._epoch = epoch
+
+    def handle(self, event: MXNetEvent) -> None:
+        """Record one event."""
+        run = self.run
+        if isinstance(event, BatchLog):
+            self._at_epoch(event.epoch)
+            self._batches = True
+            self.step = max(self.step, self._base + event.batch)
+            metrics = dict(event.metrics)
+            if event.speed is not None:
+                metrics["samples_per_sec"] = event.speed
+            if event.time_cost is not None:
+                metrics["epoch_time_s"] = event.time_cost
+            if metrics:
+                run.log("train", metrics, step=self.step, epoch=event.epoch)
+        elif isinstance(event, (EpochLog, GluonEpochLog)):
+            self._at_epoch(event.epoch)
+            step = self.step if self._batches else event.epoch
+            train = dict(event.train)
+            if event.time_cost is not None:
+                train["epoch_time_s"] = event.time_cost
+            if event.speed is not None:
+                train["samples_per_sec"] = event.speed
+            if train:
+                run.log("train", train, step=step, epoch=event.epoch)
+            if event.val:
+                run.log("val", event.val, step=step, epoch=event.epoch)
+        elif isinstance(event, Start):
+            if event.hparams:
+                run.hparams.update(event.hparams, override=True)
+        elif isinstance(event, Crash):
+            self.crash = event.reason
+        elif isinstance(event, Checkpoint):
+            self._checkpoint(event.path)
+
+    def _checkpoint(self, path: str) -> None:
+        import em_core as em
+
+        if isinstance(self.run, em.NoOpRun) or not os.path.isfile(path):
+            return
+        try:
+            if self._artifact is None:
+                self._artifact = em.create_artifact(f"{self.run.name}-checkpoints",
+                                                    description="MXNet checkpoints")
+                self.run.mark_output(self._artifact)
+            self._artifact.add_file(path)
+        except (OSError, em.EmError, ValueError) as exc:
+            em.handle_problem(exc, key=f"mxnet-checkpoint:{type(exc).__name__}")
+
+    def finish(self, *, signal: str | None = None, returncode: int | None = None,
+               error: BaseException | None = None) -> Any:
+        """End the run (see the class docstring); returns the status recorded."""
+        import em_core as em
+
+        if signal is not None:
+            status, reason = em.Status.KILLED, ("stdout was closed" if signal == "SIGPIPE"
+                                                else f"em received {signal}")
+        elif returncode is not None and returncode < 0:
+            status, reason = em.Status.KILLED, f"the training was killed by signal {-returncode}"
+        elif self.crash is not None:
+            status, reason = em.Status.FAILED, self.crash
+        elif returncode:
+            status, reason = em.Status.FAILED, f"the training exited with status {returncode}"
+        else:
+            status, reason = em.Status.COMPLETE, None
+        if error is not None:
+            status, reason = em.Status.FAILED, f"em could not read the log: {error!r}"
+        self.run.finish(status, error=reason)
+        return status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``em mxnet`` (entry-point group ``em.commands``).
+
+    Args:
+        argv: The arguments after ``em mxnet`` (default: ``sys.argv[1:]``).
+
+    Returns:
+        Pipe mode: 0, or 130/143 after SIGINT/SIGTERM, 141 when stdout was closed, 2 for
+        bad options. ``run`` mode: the command's exit status (128+N when killed by signal N).
+    """
+    return command_main(
+        argv, prog="em mxnet",
+        description="Record an MXNet training run from its log; the log passes through to "
+                    "stdout unchanged. 'em mxnet run [options] -- python train.py' starts the "
+                    "script itself and returns its exit status.",
+        make_recorder=lambda run, args: MXNetRecorder(run))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

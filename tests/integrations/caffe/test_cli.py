@@ -1,0 +1,245 @@
+"""``em caffe`` end to end: the pipe and ``em caffe run`` with a fake caffe that replays logs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+import em_core as em
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[2]
+CORPUS = REPO.parent / "shared" / "corpus" / "caffe"
+FAKE = HERE / "fake_caffe.py"
+QIEXING = CORPUS / "qiexing__caffe-regression__caffe.log"
+DREAD = CORPUS / "dreadlord1984__SSD_windows_caffe__0802.log"
+QIANG = CORPUS / "QiangXie__caffe-ssd-modify__VGG_VOC0712_SSD_300x300.log"
+
+
+def em_caffe(*args: str) -> list[str]:
+    return [sys.executable, "-m", "integrations.caffe", *args]
+
+
+def env() -> dict[str, str]:
+    e = dict(os.environ)
+    e["PYTHONPATH"] = os.pathsep.join([str(REPO), e.get("PYTHONPATH", "")])
+    return e
+
+
+def the_run(tmp_path: Path) -> em.Run:
+    (run_dir,) = list((tmp_path / "runs").iterdir())
+    return em.load_run(run_dir)
+
+
+def read_line_or_fail(stream, timeout: float = 60.0) -> bytes:
+    """Deadlock guard only: the line must arrive while the writer still holds stdin open."""
+    box: list[bytes] = []
+    t = threading.Thread(target=lambda: box.append(stream.readline()), daemon=True)
+    t.start()
+    t.join(timeout)
+    assert box, "em caffe held back a line that was already written to it"
+    return box[0]
+
+
+@pytest.mark.parametrize("log", [QIEXING, DREAD], ids=["qiexing", "dreadlord-gbk"])
+def test_pipe_is_byte_exact_and_records_the_run(tmp_path: Path, log: Path) -> None:
+    data = log.read_bytes()
+    res = subprocess.run(em_caffe("--name", "pipe"), input=data, capture_output=True,
+                         env=env(), cwd=tmp_path, check=False)
+    assert res.returncode == 0, res.stderr.decode(errors="replace")
+    assert res.stdout == data
+    run = the_run(tmp_path)
+    assert run.name == "pipe" and run.status == em.Status.COMPLETE
+    assert run.metrics["test"] and run.metrics["train"]
+    if log == QIEXING:
+        assert len(run.metrics["train"]) == 201 and len(run.metrics["test"]) == 41
+        assert run.metrics["train"][0]["value"] == {"smoothed_loss": 2.6409, "loss": 2.6409,
+                                                    "lr": 0.003}
+        assert run.hparams["base_lr"] == 0.003  # from the solver dump in the log
+        assert run.hparams["loss_weights"] == {"test": {"loss": 1}, "train": {"loss": 1}}
+
+
+def test_each_line_passes_through_before_the_next_is_written(tmp_path: Path) -> None:
+    proc = subprocess.Popen(em_caffe("--name", "live"), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, env=env(), cwd=tmp_path)
+    lines = QIEXING.read_bytes().splitlines(keepends=True)[598:606]
+    for line in lines:
+        proc.stdin.write(line)
+        proc.stdin.flush()
+        assert read_line_or_fail(proc.stdout) == line
+    proc.stdin.close()
+    assert proc.wait(60) == 0
+    run = the_run(tmp_path)
+    assert run.status == em.Status.FAILED  # ended before 'Optimization Done'
+    assert "before 'Optimization Done' (last iteration 100)" in run.to_dict()["error"]["message"]
+    assert run.metrics["train"][0]["value"]["loss"] == 2.6409
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_killed_mid_stream_leaves_a_readable_killed_run(tmp_path: Path, signum: int,
+                                                       code: int) -> None:
+    proc = subprocess.Popen(em_caffe("--name", "k"), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, env=env(), cwd=tmp_path)
+    lines = QIEXING.read_bytes().splitlines(keepends=True)[:700]
+    proc.stdin.write(b"".join(lines))
+    proc.stdin.flush()
+    while True:  # everything written so far comes back before the signal
+        if read_line_or_fail(proc.stdout) == lines[-1]:
+            break
+    proc.send_signal(signum)
+    assert proc.wait(60) == code
+    proc.stdin.close()
+    run = the_run(tmp_path)
+    assert run.status == em.Status.KILLED
+    assert run.to_dict()["error"]["message"] == f"em received {signal.Signals(signum).name}"
+    last_lr = [ln for ln in lines if b", loss = " in ln][-1]  # the open block too
+    assert run.metrics["train"][-1]["sequence"]["step"] == int(last_lr.split(b"Iteration ")[1]
+                                                               .split(b",")[0])
+
+
+def test_garbage_passes_through(tmp_path: Path) -> None:
+    data = bytes(range(256)) * 50 + b"\n]]] Iteration x, loss = \n*** \n" + os.urandom(5000)
+    res = subprocess.run(em_caffe("--name", "g"), input=data, capture_output=True, env=env(),
+                         cwd=tmp_path, check=False)
+    assert res.returncode == 0 and res.stdout == data
+    run = the_run(tmp_path)
+    assert run.status == em.Status.FAILED and run.metrics == {}
+
+
+def test_bad_solver_is_named_and_output_still_passes(tmp_path: Path) -> None:
+    (tmp_path / "s.prototxt").write_text("base_lr: 0.1\nlr_policy {\n")
+    data = QIEXING.read_bytes()
+    res = subprocess.run(em_caffe("--solver", "s.prototxt"), input=data, capture_output=True,
+                         env=env(), cwd=tmp_path, check=False)
+    assert res.stdout == data and res.returncode == 0
+    assert "s.prototxt, line 2" in res.stderr.decode()
+    missing = subprocess.run(em_caffe("--solver", "nope.prototxt"), input=b"x\n",
+                             capture_output=True, env=env(), cwd=tmp_path, check=False)
+    assert missing.stdout == b"x\n" and "nope.prototxt" in missing.stderr.decode()
+
+
+def test_bad_option_still_passes_through(tmp_path: Path) -> None:
+    res = subprocess.run(em_caffe("--no-such-option"), input=b"abc\n", capture_output=True,
+                         env=env(), cwd=tmp_path, check=False)
+    assert res.stdout == b"abc\n" and res.returncode == 2
+    assert "--no-such-option" in res.stderr.decode()
+
+
+def test_solver_file_hparams_win(tmp_path: Path) -> None:
+    (tmp_path / "s.prototxt").write_text('base_lr: 0.5 # mine\nlr_policy: "fixed"\n')
+    subprocess.run(em_caffe("--solver", "s.prototxt", "--name", "s"),
+                   input=QIEXING.read_bytes(), capture_output=True, env=env(), cwd=tmp_path,
+                   check=True)
+    hp = the_run(tmp_path).hparams
+    assert hp["base_lr"] == 0.5 and hp["lr_policy"] == "fixed" and hp["max_iter"] == 20000
+
+
+def test_run_mode_exit_code_snapshots_and_nan(tmp_path: Path) -> None:
+    res = subprocess.run(
+        em_caffe("run", "--name", "r", "--", sys.executable, str(FAKE), "train", "-solver",
+                 "none.prototxt", "--log", str(QIANG), "--exit", "3"),
+        capture_output=True, env=env(), cwd=tmp_path, check=False)
+    assert res.returncode == 3
+    assert res.stdout == QIANG.read_bytes()  # stderr of caffe arrives on our stdout
+    assert "none.prototxt" in res.stderr.decode()  # -solver taken from the command
+    run = the_run(tmp_path)
+    assert run.status == em.Status.FAILED
+    assert "caffe exited with status 3" in run.to_dict()["error"]["message"]
+    assert run.hparams["resumed_from"].endswith("VGG_VOC0712_SSD_300x300_iter_138.solverstate")
+    losses = [r["value"]["smoothed_loss"] for r in run.metrics["train"]]
+    assert len(losses) == 34 and all(v != v for v in losses)  # NaN kept
+
+
+def test_run_mode_snapshot_artifact(tmp_path: Path) -> None:
+    log = CORPUS / "akompaniyets__Robotic-Inference__caffe_output.log"
+    res = subprocess.run(
+        em_caffe("run", "--name", "snap", "--", sys.executable, str(FAKE), "train", "--log",
+                 str(log), "--touch-snapshots"),
+        capture_output=True, env=env(), cwd=tmp_path, check=False)
+    assert res.returncode == 0
+    run = the_run(tmp_path)
+    assert run.status == em.Status.COMPLETE
+    (out,) = run.associations["outputs"]
+    art = em.load_artifact(out["local"])
+    assert sorted(art.objects) == [f"snapshot_iter_{i}.{ext}" for i in (1185, 237, 474, 711, 948)
+                                   for ext in ("caffemodel", "solverstate")] or \
+        len(art.objects) == 10
+    assert "snapshot_iter_1185.caffemodel" in art.objects
+
+
+@pytest.mark.parametrize(("signum", "status", "code"), [
+    (signal.SIGINT, em.Status.KILLED, 0),      # caffe stops early, exits 0: still Killed
+    (signal.SIGTERM, em.Status.KILLED, 143),   # caffe dies of the forwarded SIGTERM
+])
+def test_run_mode_forwards_signals(tmp_path: Path, signum: int, status: em.Status,
+                                   code: int) -> None:
+    proc = subprocess.Popen(
+        em_caffe("run", "--name", "f", "--", sys.executable, str(FAKE), "train", "--log",
+                 str(QIEXING), "--pause-at", "Iteration 1000, lr"),
+        stdout=subprocess.PIPE, env=env(), cwd=tmp_path)
+    while b"Iteration 1000, lr" not in read_line_or_fail(proc.stdout):
+        pass
+    proc.send_signal(signum)
+    rest = proc.stdout.read()
+    assert proc.wait(60) == code
+    if signum == signal.SIGINT:
+        assert rest.endswith(b"Optimization Done.\n")  # the child's last words came through
+    run = the_run(tmp_path)
+    assert run.status == status
+    assert run.metrics["train"][-1]["sequence"]["step"] == 1000
+
+
+def test_run_mode_missing_program(tmp_path: Path) -> None:
+    res = subprocess.run(em_caffe("run", "--", "/no/such/caffe", "train"), capture_output=True,
+                         env=env(), cwd=tmp_path, check=False)
+    assert res.returncode == 127 and "/no/such/caffe" in res.stderr.decode()
+    assert the_run(tmp_path).status == em.Status.FAILED
+
+
+def test_recorder_in_process(tmp_path: Path) -> None:
+    from integrations._logstream import run_stdin
+    from integrations.caffe import CaffeRecorder
+
+    data = QIEXING.read_bytes()
+    r, w = os.pipe()
+    out_r, out_w = os.pipe()
+    box: list[bytes] = []
+
+    def drain() -> None:
+        while chunk := os.read(out_r, 1 << 16):
+            box.append(chunk)
+
+    def feed() -> None:
+        with open(w, "wb") as f:  # a file object writes all of it (os.write may not)
+            f.write(data)
+
+    writer = threading.Thread(target=feed)
+    reader = threading.Thread(target=drain)
+    writer.start()
+    reader.start()
+    run = em.create_run(name="inproc")
+    recorder = CaffeRecorder(run)
+    outcome = run_stdin(recorder, fd_in=r, fd_out=out_w)
+    os.close(out_w)
+    writer.join(60)
+    reader.join(60)
+    os.close(r)
+    os.close(out_r)
+    assert outcome.signal is None and outcome.error is None
+    assert recorder.finish() == em.Status.COMPLETE
+    assert b"".join(box) == data
+    assert em.load_run(run.local).metrics["test"][-1]["sequence"]["step"] == 20000
+
+
+def test_main_arguments_in_process() -> None:
+    from integrations.caffe import main
+
+    assert main(["run", "--name", "x"]) == 2  # no '--': nothing is started
+    assert main(["run", "--"]) == 2
+    assert main(["run", "--bad-option", "--", "caffe"]) == 2

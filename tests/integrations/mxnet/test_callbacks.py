@@ -1,0 +1,202 @@
+"""Real MXNet: ``Module.fit`` with the em callbacks and a hand-written Gluon loop, on a tiny
+MLP and generated data; the runs are read back from disk."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+import em_core as em
+from integrations.mxnet import (
+    EMBatchEndCallback,
+    EMEpochEndCallback,
+    EMEvalEndCallback,
+    EMGluonLogger,
+    log_fit_args,
+    log_trainer_hparams,
+)
+
+BATCH = 16
+
+
+def data(n: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, 8)).astype("float32")
+    return x, (x[:, 0] + x[:, 1] > 0).astype("float32")
+
+
+def module() -> mx.mod.Module:
+    net = mx.sym.FullyConnected(mx.sym.Variable("data"), num_hidden=16, name="fc1")
+    net = mx.sym.Activation(net, act_type="relu")
+    net = mx.sym.FullyConnected(net, num_hidden=2, name="fc2")
+    return mx.mod.Module(mx.sym.SoftmaxOutput(net, name="softmax"), context=mx.cpu())
+
+
+def test_module_fit(tmp_path: Path) -> None:
+    x, y = data()
+    train = mx.io.NDArrayIter(x, y, batch_size=BATCH, shuffle=True)  # 8 batches per epoch
+    val = mx.io.NDArrayIter(x[:32], y[:32], batch_size=BATCH)
+    mod = module()
+    run = em.create_run(name="fit")
+    batch_cb = EMBatchEndCallback(run, batch_size=BATCH, frequent=4, module=mod)
+    (tmp_path / "ckpt").mkdir()  # do_checkpoint does not create folders
+    prefix = str(tmp_path / "ckpt" / "mlp")
+    sched = mx.lr_scheduler.FactorScheduler(step=5, factor=0.5)
+    mod.fit(train, eval_data=val, eval_metric=["acc", "ce"],
+            **log_fit_args(run, optimizer="sgd", num_epoch=2, kvstore="local",
+                           optimizer_params={"learning_rate": 0.1, "momentum": 0.9,
+                                             "wd": 1e-4, "lr_scheduler": sched}),
+            batch_end_callback=[batch_cb, mx.callback.Speedometer(BATCH, 4)],
+            epoch_end_callback=[mx.callback.do_checkpoint(prefix, 2),
+                                EMEpochEndCallback(run, batch_end=batch_cb,
+                                                   checkpoint_prefix=prefix, period=2)],
+            eval_end_callback=EMEvalEndCallback(run, batch_end=batch_cb))
+    run.finish()
+
+    back = em.load_run(run.local)
+    assert back.status == em.Status.COMPLETE
+    train_recs = back.metrics["train"]
+    batch_recs = [r for r in train_recs if "samples_per_sec" in r["value"]]
+    # every 4th batch of 8 per epoch, on one step axis across the 2 epochs
+    assert [(r["sequence"]["step"], r["sequence"]["epoch"]) for r in batch_recs] == [
+        (3, 0), (7, 0), (11, 1), (15, 1)]
+    assert set(batch_recs[0]["value"]) == {"accuracy", "cross-entropy", "samples_per_sec"}
+    epoch_recs = [r for r in train_recs if "samples_per_sec" not in r["value"]]
+    assert [r["sequence"]["step"] for r in epoch_recs] == [7, 15]
+    assert [(r["sequence"]["step"], set(r["value"])) for r in back.metrics["val"]] == [
+        (7, {"accuracy", "cross-entropy"}), (15, {"accuracy", "cross-entropy"})]
+    hp = back.hparams
+    assert hp["optimizer"] == "sgd" and hp["num_epoch"] == 2 and hp["kvstore"] == "local"
+    assert hp["optimizer_params"]["learning_rate"] == 0.1
+    assert hp["optimizer_params"]["lr_scheduler"] == "FactorScheduler"
+    held = hp["module_optimizer"]
+    assert held["optimizer"] == "sgd" and held["momentum"] == 0.9 and held["wd"] == 1e-4
+    assert held["rescale_grad"] == pytest.approx(1 / BATCH)
+    assert held["lr_scheduler"]["type"] == "FactorScheduler"
+    assert held["lr_scheduler"]["step"] == 5 and held["lr_scheduler"]["factor"] == 0.5
+    (out,) = back.associations["outputs"]
+    art = em.load_artifact(out["local"])
+    assert sorted(art.objects) == ["mlp-0002.params", "mlp-symbol.json"]
+
+
+def test_epoch_callback_saves_checkpoints_itself(tmp_path: Path) -> None:
+    x, y = data(64)
+    mod = module()
+    run = em.create_run(name="ckpt")
+    metric = mx.metric.Accuracy()
+    prefix = str(tmp_path / "c" / "m")
+    mod.fit(mx.io.NDArrayIter(x, y, batch_size=BATCH), num_epoch=2, eval_metric=metric,
+            optimizer_params={"learning_rate": 0.1},
+            epoch_end_callback=EMEpochEndCallback(run, eval_metric=metric,
+                                                  checkpoint_prefix=prefix))
+    run.finish()
+    back = em.load_run(run.local)
+    assert [(r["sequence"]["step"], list(r["value"])) for r in back.metrics["train"]] == [
+        (0, ["accuracy"]), (1, ["accuracy"])]
+    assert os.path.isfile(prefix + "-0002.params")
+    art = em.load_artifact(back.associations["outputs"][0]["local"])
+    assert sorted(art.objects) == ["m-0001.params", "m-0002.params", "m-symbol.json"]
+
+
+def test_gluon_loop(tmp_path: Path) -> None:
+    from mxnet import autograd, gluon
+
+    x, y = data()
+    loader = gluon.data.DataLoader(gluon.data.ArrayDataset(x, y), batch_size=BATCH)
+    net = gluon.nn.HybridSequential()
+    net.add(gluon.nn.Dense(16, activation="relu"), gluon.nn.Dense(2))
+    net.initialize(mx.init.Xavier())
+    sched = mx.lr_scheduler.FactorScheduler(step=4, factor=0.5, base_lr=0.05)
+    trainer = gluon.Trainer(net.collect_params(), "sgd",
+                            {"learning_rate": 0.05, "momentum": 0.9, "wd": 1e-4,
+                             "lr_scheduler": sched})
+    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+    run = em.create_run(name="gluon")
+    logger = EMGluonLogger(run, trainer=trainer, batch_size=BATCH, frequent=4)
+    metric = mx.metric.Accuracy()
+    for epoch in range(2):
+        metric.reset()
+        for i, (xb, yb) in enumerate(loader):
+            with autograd.record():
+                out = net(xb)
+                loss = loss_fn(out, yb)
+            loss.backward()
+            trainer.step(BATCH)
+            metric.update(yb, out)
+            logger.batch_end(epoch, i, metric, loss=loss.mean())
+        logger.epoch_end(epoch, train=metric, val={"accuracy": 0.5})
+    run.finish()
+
+    back = em.load_run(run.local)
+    batch = [r for r in back.metrics["train"] if "loss" in r["value"]]
+    assert [r["sequence"]["step"] for r in batch] == [3, 7, 11, 15]
+    assert set(batch[0]["value"]) == {"accuracy", "loss", "lr", "samples_per_sec"}
+    assert batch[-1]["value"]["lr"] < 0.05  # the scheduler's current rate, read each time
+    assert [r["sequence"] for r in back.metrics["val"]][1]["step"] == 15
+    hp = back.hparams
+    assert (hp["optimizer"], hp["learning_rate"], hp["momentum"], hp["wd"]) == (
+        "sgd", 0.05, 0.9, 1e-4)
+    assert hp["rescale_grad"] == pytest.approx(1 / BATCH)
+    assert hp["lr_scheduler"]["type"] == "FactorScheduler" and hp["kvstore"] == "device"
+
+
+def test_trainer_hparams_without_a_step() -> None:
+    from mxnet import gluon
+
+    net = gluon.nn.Dense(2)
+    net.initialize()
+    trainer = gluon.Trainer(net.collect_params(), "adam", {"learning_rate": 0.003},
+                            kvstore="local")
+    run = em.create_run(name="trainer")
+    log_trainer_hparams(run, trainer)
+    run.finish()
+    hp = em.load_run(run.local).hparams
+    assert (hp["optimizer"], hp["learning_rate"], hp["kvstore"]) == ("adam", 0.003, "local")
+    assert hp["beta1"] == 0.9
+
+
+def test_rank_above_zero_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RANK", "1")
+    run = em.create_run(name="rank1")
+    assert isinstance(run, em.NoOpRun)
+    x, y = data(32)
+    batch_cb = EMBatchEndCallback(run, batch_size=BATCH, frequent=1, module=(mod := module()))
+    mod.fit(mx.io.NDArrayIter(x, y, batch_size=BATCH), num_epoch=1,
+            batch_end_callback=batch_cb,
+            epoch_end_callback=EMEpochEndCallback(run, batch_end=batch_cb,
+                                                  checkpoint_prefix=str(tmp_path / "r1")),
+            eval_end_callback=EMEvalEndCallback(run))
+    assert not (tmp_path / "runs").exists() and not list(tmp_path.glob("r1*"))
+
+
+def test_bad_arguments_and_pickling() -> None:
+    run = em.create_run(name="args")
+    with pytest.raises(ValueError, match="frequent"):
+        EMBatchEndCallback(run, BATCH, frequent=0)
+    with pytest.raises(ValueError, match="batch_size"):
+        EMBatchEndCallback(run, -3)
+    with pytest.raises(ValueError, match="period"):
+        EMEpochEndCallback(run, period=0)
+    cb = EMBatchEndCallback(em.NoOpRun(), BATCH)
+    assert pickle.loads(pickle.dumps(cb)).frequent == 50
+    run.finish()
+
+
+def test_a_broken_metric_does_not_stop_training(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EM_STRICT", "0")
+    run = em.create_run(name="broken")
+    cb = EMBatchEndCallback(run, BATCH, frequent=1)
+
+    class Broken:
+        def get_name_value(self) -> list:
+            raise RuntimeError("metric exploded")
+
+    with pytest.warns(em.EmWarning, match="metric exploded"):
+        cb(mx.model.BatchEndParam(epoch=0, nbatch=0, eval_metric=Broken(), locals=None))
+    run.finish()
+    assert em.load_run(run.local).status == em.Status.COMPLETE
