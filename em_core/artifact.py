@@ -20,6 +20,7 @@ from typing import Any
 
 from . import _validate
 from ._files import read_json, write_json_atomic
+from ._recorded import Recorded
 from .errors import NotARunError
 
 __all__ = ["Artifact", "create_artifact", "load_artifact"]
@@ -70,14 +71,7 @@ def _copy_hashed(src: Path, dst: Path) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
-def describe_target(obj: Any) -> dict[str, Any]:
-    """How a run or artifact is named in the other side's associations."""
-    kind = "artifact" if isinstance(obj, Artifact) else "run"
-    return {"kind": kind, "name": obj.name, "alternative_name": obj.alternative_name,
-            "local": os.path.abspath(obj.local)}
-
-
-class Artifact:
+class Artifact(Recorded):
     """A set of files and references. Made by :func:`create_artifact` or
     :func:`load_artifact`.
 
@@ -92,25 +86,6 @@ class Artifact:
     def _save(self) -> None:
         write_json_atomic(self._path / META_FILE, self._meta)
 
-    @property
-    def local(self) -> str:
-        return str(self._path)
-
-    @property
-    def name(self) -> str:
-        return str(self._meta["name"])
-
-    @property
-    def alternative_name(self) -> str:
-        return str(self._meta["alternative_name"])
-
-    @property
-    def labels(self) -> list[str]:
-        return list(self._meta["labels"])
-
-    @property
-    def description(self) -> str:
-        return str(self._meta["description"])
 
     @property
     def created_timestamp(self) -> str:
@@ -121,13 +96,6 @@ class Artifact:
         """``{obj_path: {'kind': 'file'|'reference', 'size', 'sha256', 'uri'}}``."""
         return {k: dict(v) for k, v in self._meta["objects"].items()}
 
-    @property
-    def associations(self) -> dict[str, list[dict[str, Any]]]:
-        return {k: list(v) for k, v in self._meta["associations"].items()}
-
-    @property
-    def remote(self) -> list[dict[str, Any]]:
-        return list(self._meta.get("remote") or [])
 
     def file_path(self, obj_path: str) -> str:
         """Where the copy of a file object lies on disk."""
@@ -182,12 +150,6 @@ class Artifact:
         self._save()
         return target
 
-    def _add_association(self, key: str, other: Any) -> None:
-        bucket = self._meta["associations"].setdefault(key, [])
-        entry = describe_target(other)
-        if entry not in bucket:
-            bucket.append(entry)
-            self._save()
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self._meta)

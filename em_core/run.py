@@ -26,6 +26,7 @@ from . import _lifecycle, _validate
 from ._files import read_json, write_json_atomic
 from ._lifecycle import Status, error_info
 from ._metricfile import MetricWriter, Record, read_records
+from ._recorded import Recorded
 from ._scalar import INT64_MAX, INT64_MIN, direct_kind, to_number
 from .dist import dist_info
 from .errors import NotARunError, RunFinishedError, handle_problem
@@ -63,7 +64,7 @@ def new_dir(parent_env: str, default: str, name: str) -> Path:
             continue
 
 
-class Run:
+class Run(Recorded):
     """One training run, recorded under :attr:`local`. Made by :func:`create_run` or
     :func:`load_run`, not directly.
 
@@ -108,27 +109,6 @@ class Run:
                 self._save_depth -= 1
 
     @property
-    def local(self) -> str:
-        """The run's directory."""
-        return str(self._path)
-
-    @property
-    def name(self) -> str:
-        return str(self._meta["name"])
-
-    @property
-    def alternative_name(self) -> str:
-        return str(self._meta["alternative_name"])
-
-    @property
-    def labels(self) -> list[str]:
-        return list(self._meta["labels"])
-
-    @property
-    def description(self) -> str:
-        return str(self._meta["description"])
-
-    @property
     def start_timestamp(self) -> str:
         return str(self._meta["start_timestamp"])
 
@@ -165,14 +145,6 @@ class Run:
     @property
     def git(self) -> dict[str, Any] | None:
         return self._meta.get("git")
-
-    @property
-    def associations(self) -> dict[str, list[dict[str, Any]]]:
-        return {k: list(v) for k, v in self._meta["associations"].items()}
-
-    @property
-    def remote(self) -> list[dict[str, Any]]:
-        return list(self._meta.get("remote") or [])
 
     @property
     def upload_options(self) -> dict[str, Any]:
@@ -296,16 +268,10 @@ class Run:
 
     # ----------------------------------------------------------------- data flow
     def _associate(self, obj: Any, direction: str) -> None:
-        from .artifact import Artifact, describe_target
-
-        if not isinstance(obj, (Run, Artifact)):
+        if not isinstance(obj, Recorded):
             raise TypeError(f"mark_{direction} expects an Artifact or a Run, got "
                             f"{type(obj).__name__}: {obj!r:.100}")
-        entry = describe_target(obj)
-        bucket = self._meta["associations"].setdefault(direction + "s", [])
-        if entry not in bucket:
-            bucket.append(entry)
-            self._save()
+        self._add_association(direction + "s", obj)
         obj._add_association("input_of" if direction == "input" else "output_of", self)
 
     def mark_input(self, obj: Any) -> None:
@@ -316,15 +282,6 @@ class Run:
     def mark_output(self, obj: Any) -> None:
         """Record that this run produced ``obj`` (an Artifact or another Run)."""
         self._associate(obj, "output")
-
-    def _add_association(self, key: str, other: Any) -> None:
-        from .artifact import describe_target
-
-        bucket = self._meta["associations"].setdefault(key, [])
-        entry = describe_target(other)
-        if entry not in bucket:
-            bucket.append(entry)
-            self._save()
 
     # ----------------------------------------------------------------- lifecycle
     def finish(self, status: Status | str = Status.COMPLETE, *,

@@ -323,7 +323,7 @@ def test_parse_duck_typed_strategy(run: em.Run) -> None:
 
     run.hparams.parse(dist_tf_strategy=MirroredStrategy())
     d = on_disk(run)["distributed"]
-    assert d["tf"] == {"kind": "MirroredStrategy", "replicas": 2}
+    assert d["tf"] == {"kind": "MirroredStrategy", "class": "MirroredStrategy", "replicas": 2}
     assert d["env"]["rank"] == 0
 
 
