@@ -22,6 +22,9 @@ _modules = [importlib.import_module(f"noxsessions.{m.name}")
             for m in pkgutil.iter_modules([str(Path(__file__).parent / "noxsessions")])
             if not m.name.startswith("_")]
 
+_ORDER = ["mxnet", "torch", "keras", "horovod"]  # quick first, Horovod's builds last
+_modules.sort(key=lambda m: _ORDER.index(m.__name__.split(".")[-1])
+              if m.__name__.split(".")[-1] in _ORDER else -1)
 nox.options.sessions = ["lint", "typecheck", "core"] + [
     name for mod in _modules for name in getattr(mod, "DEFAULT", [])]
 nox.options.error_on_missing_interpreters = True

@@ -1,15 +1,24 @@
 """Speed of the Caffe and MXNet log parsers and of the ``em caffe`` pass-through pipe.
 
-    PYTHONPATH=. python3 bench/parsers.py                 # throughput + latency + 1 GiB pipe
-    PYTHONPATH=. python3 bench/parsers.py --size-mb 256   # a smaller pipe test
+    PYTHONPATH=. python3 bench/parsers.py                   # everything, 1 GiB pipe log
+    PYTHONPATH=. python3 bench/parsers.py --size-mb 256     # a smaller pipe test
+    PYTHONPATH=. python3 bench/parsers.py --only throughput --repeat 9
 
-1. Parser throughput (lines/s) over every log of ../shared/corpus (read into memory first;
-   best of --repeat runs; events built, em not involved).
+1. Throughput (lines/s) over every log of ../shared/corpus (read into memory first), two
+   ways: ``parse`` (the parser alone, events built) and ``record`` (end to end: the
+   recorder of ``em caffe``/``em mxnet`` fed the whole file, parsing plus every ``run.log``
+   and hyperparameter write, into a fresh run per log; creating and finishing the run are
+   not timed). Each figure is the median over --repeat rounds, in wall time and in CPU time
+   of the process (the machine is shared: CPU time is the steadier of the two).
 2. Pipe latency: a line written into ``em caffe`` until it is read back on the other side,
-   compared with ``cat`` (median over --lines round trips).
+   against ``cat`` (median over --lines round trips). ``--slow-ms`` spaces the lines out the
+   way a real Caffe prints them (a few per second), so that every line meets an idle pipe.
 3. Pipe wall time for a log of --size-mb MiB made by repeating the Caffe corpus (written to
-   a temporary folder, never into the repository): ``cat log | cat >/dev/null`` against
-   ``cat log | em caffe >/dev/null`` (parsing and recording) and the pass-through alone.
+   a temporary folder, never into the repository): ``cat log | X >/dev/null`` with X =
+   ``cat``, the pass-through alone (no parsing), and ``em caffe`` (parse and record);
+   median over --pipe-repeat runs.
+
+The load average is printed with every figure.
 """
 
 from __future__ import annotations
@@ -32,29 +41,67 @@ from integrations.caffe import CaffeLogParser  # noqa: E402
 from integrations.mxnet_log import MXNetLogParser  # noqa: E402
 
 
-def throughput(repeat: int) -> dict[str, float]:
-    out = {}
-    both = 0.0
-    lines_all = 0
-    for kind, make in (("caffe", lambda: CaffeLogParser(year=2020)), ("mxnet", MXNetLogParser)):
-        datas = [Path(p).read_bytes() for p in sorted(glob.glob(str(CORPUS / kind / "*.log")))]
-        lines = sum(d.count(b"\n") + (not d.endswith(b"\n")) for d in datas)
-        best = float("inf")
+def load() -> str:
+    return "load " + " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def _corpus(kind: str) -> list[bytes]:
+    return [Path(p).read_bytes() for p in sorted(glob.glob(str(CORPUS / kind / "*.log")))]
+
+
+def _lines(datas: list[bytes]) -> int:
+    return sum(d.count(b"\n") + (not d.endswith(b"\n")) for d in datas)
+
+
+def _one_round(kind: str, datas: list[bytes], record: bool) -> tuple[float, float]:
+    """(wall, cpu) seconds to parse (and record) every log of the corpus once."""
+    import em_core as em
+    from integrations.caffe import CaffeRecorder
+    from integrations.mxnet_log import MXNetRecorder
+
+    wall = cpu = 0.0
+    for data in datas:
+        run = em.create_run(name=f"bench-{kind}") if record else None
+        w0, c0 = time.perf_counter(), time.process_time()
+        if not record:
+            p = CaffeLogParser(year=2020) if kind == "caffe" else MXNetLogParser()
+            p.feed_bytes(data)
+            if kind == "caffe":
+                p.close()
+        elif kind == "caffe":
+            rec = CaffeRecorder(run, parser=CaffeLogParser(year=2020))
+            rec.feed(data)
+            rec.close()
+        else:
+            rec = MXNetRecorder(run)
+            rec.feed(data)
+        wall += time.perf_counter() - w0
+        cpu += time.process_time() - c0
+        if record:
+            run.finish()
+    return wall, cpu
+
+
+def throughput(repeat: int, tmp: str) -> None:
+    os.environ.update(EM_RUN_PARENT_DIR=os.path.join(tmp, "runs"), EM_STRICT="0",
+                      EM_ARTIFACT_PARENT_DIR=os.path.join(tmp, "arts"))
+    corpora = {kind: _corpus(kind) for kind in ("caffe", "mxnet")}
+    counts = {kind: _lines(d) for kind, d in corpora.items()}
+    counts["all"] = counts["caffe"] + counts["mxnet"]
+    for mode in ("parse", "record"):
+        times: dict[str, list[tuple[float, float]]] = {"caffe": [], "mxnet": [], "all": []}
         for _ in range(repeat):
-            t0 = time.perf_counter()
-            for d in datas:
-                p = make()
-                p.feed_bytes(d)
-                if hasattr(p, "close"):
-                    p.close()
-            best = min(best, time.perf_counter() - t0)
-        out[kind] = lines / best
-        out[f"{kind}_lines"] = lines
-        both += best
-        lines_all += lines
-    out["all"] = lines_all / both
-    out["all_lines"] = lines_all
-    return out
+            c = _one_round("caffe", corpora["caffe"], mode == "record")
+            m = _one_round("mxnet", corpora["mxnet"], mode == "record")
+            times["caffe"].append(c)
+            times["mxnet"].append(m)
+            times["all"].append((c[0] + m[0], c[1] + m[1]))
+        for kind, samples in times.items():
+            wall = statistics.median(s[0] for s in samples)
+            cpu = statistics.median(s[1] for s in samples)
+            print(f"{mode:6} {kind:5} {counts[kind]:7,} lines: {counts[kind] / wall:9,.0f} "
+                  f"lines/s wall, {counts[kind] / cpu:9,.0f} lines/s CPU "
+                  f"(median of {repeat}; {load()})", flush=True)
 
 
 def _env(tmp: str) -> dict[str, str]:
@@ -62,7 +109,8 @@ def _env(tmp: str) -> dict[str, str]:
                 EM_ARTIFACT_PARENT_DIR=os.path.join(tmp, "arts"), EM_STRICT="0")
 
 
-def latency(command: list[str], lines: list[bytes], env: dict[str, str]) -> float:
+def latency(command: list[str], lines: list[bytes], env: dict[str, str],
+            slow: float) -> float:
     """Median microseconds from writing a line to reading it back through ``command``."""
     proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
                             bufsize=0)
@@ -72,6 +120,8 @@ def latency(command: list[str], lines: list[bytes], env: dict[str, str]) -> floa
     proc.stdout.readline()
     samples = []
     for line in lines:
+        if slow:
+            time.sleep(slow)
         t0 = time.perf_counter()
         proc.stdin.write(line)
         got = proc.stdout.readline()
@@ -88,49 +138,68 @@ def pipe_wall(big: str, consumer: str, env: dict[str, str]) -> float:
     return time.perf_counter() - t0
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--lines", type=int, default=2000)
-    ap.add_argument("--size-mb", type=int, default=1024)
-    args = ap.parse_args()
-
-    t = throughput(args.repeat)
-    print(f"parser throughput: caffe {t['caffe']:,.0f} lines/s ({t['caffe_lines']} lines), "
-          f"mxnet {t['mxnet']:,.0f} lines/s ({t['mxnet_lines']} lines), "
-          f"whole corpus {t['all']:,.0f} lines/s")
-
+def pipes(args: argparse.Namespace, tmp: str) -> None:
+    env = _env(tmp)
     caffe_log = (CORPUS / "caffe" / "qiexing__caffe-regression__caffe.log").read_bytes()
-    lines = [ln + b"\n" for ln in caffe_log.splitlines()][: args.lines]
+    lines = [ln + b"\n" for ln in caffe_log.splitlines()]
     em_caffe = [sys.executable, "-m", "integrations.caffe", "--name", "bench"]
-    with tempfile.TemporaryDirectory() as tmp:
-        env = _env(tmp)
-        lat_cat = latency(["cat"], lines, env)
-        lat_em = latency(em_caffe, lines, env)
-        print(f"pipe latency per line (median of {len(lines)}): cat {lat_cat:.0f} us, "
-              f"em caffe {lat_em:.0f} us")
+    if args.only in (None, "latency"):
+        fast = lines[:args.lines]
+        slow = lines[:args.slow_lines]
+        lat = {(name, s): latency(cmd, fast if not s else slow, env, s / 1000)
+               for s in (0, args.slow_ms) for name, cmd in (("cat", ["cat"]),
+                                                            ("em caffe", em_caffe))}
+        for s in (0, args.slow_ms):
+            n = len(fast if not s else slow)
+            print(f"pipe latency per line, median of {n}"
+                  + (f", a line every {s} ms" if s else ", back to back")
+                  + f": cat {lat[('cat', s)]:.0f} us, em caffe {lat[('em caffe', s)]:.0f} us "
+                  f"(+{lat[('em caffe', s)] - lat[('cat', s)]:.0f} us; {load()})", flush=True)
+    if args.only not in (None, "pipe"):
+        return
+    big = os.path.join(tmp, "big.log")
+    corpus = b"".join(_corpus("caffe"))
+    target = args.size_mb << 20
+    with open(big, "wb") as f:
+        written = 0
+        while written < target:
+            f.write(corpus)
+            written += len(corpus)
+    size = os.path.getsize(big)
+    n_lines = corpus.count(b"\n") * (size // len(corpus))
+    subprocess.run(f"cat {big} > /dev/null", shell=True, check=True)  # page cache
+    passthru = (f"{sys.executable} -c 'import sys; from integrations._logstream import "
+                f"pass_through_only as p; sys.exit(p(None))'")
+    consumers = {"cat": "cat", "pass-through only": passthru,
+                 "em caffe": f"{sys.executable} -m integrations.caffe --name big"}
+    walls: dict[str, list[float]] = {k: [] for k in consumers}
+    for _ in range(args.pipe_repeat):
+        for name, consumer in consumers.items():
+            walls[name].append(pipe_wall(big, consumer, env))
+    w = {k: statistics.median(v) for k, v in walls.items()}
+    print(f"pipe wall time, {size / 2**20:.0f} MiB ({n_lines:,} lines), median of "
+          f"{args.pipe_repeat}: cat {w['cat']:.2f} s, pass-through only "
+          f"{w['pass-through only']:.2f} s ({w['pass-through only'] / w['cat']:.2f}x), "
+          f"em caffe {w['em caffe']:.2f} s ({w['em caffe'] / w['cat']:.1f}x, "
+          f"{n_lines / w['em caffe']:,.0f} lines/s; {load()})", flush=True)
 
-        big = os.path.join(tmp, "big.log")
-        corpus = b"".join(Path(p).read_bytes()
-                          for p in sorted(glob.glob(str(CORPUS / "caffe" / "*.log"))))
-        target = args.size_mb << 20
-        with open(big, "wb") as f:
-            written = 0
-            while written < target:
-                f.write(corpus)
-                written += len(corpus)
-        size = os.path.getsize(big)
-        n_lines = corpus.count(b"\n") * (size // len(corpus))
-        subprocess.run(f"cat {big} > /dev/null", shell=True, check=True)  # page cache
-        py = f"{sys.executable} -m integrations.caffe --name big"
-        passthru = (f"{sys.executable} -c 'import sys; from integrations._logstream import "
-                    f"pass_through_only as p; sys.exit(p(None))'")
-        w_cat = pipe_wall(big, "cat", env)
-        w_pass = pipe_wall(big, passthru, env)
-        w_em = pipe_wall(big, py, env)
-        print(f"pipe wall time, {size / 2**20:.0f} MiB ({n_lines:,} lines): cat {w_cat:.2f} s, "
-              f"pass-through only {w_pass:.2f} s ({w_pass / w_cat:.2f}x), em caffe "
-              f"{w_em:.2f} s ({w_em / w_cat:.2f}x, {n_lines / w_em:,.0f} lines/s)")
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--only", choices=["throughput", "latency", "pipe"], default=None)
+    ap.add_argument("--repeat", type=int, default=5, help="throughput rounds (median)")
+    ap.add_argument("--lines", type=int, default=2000, help="back-to-back latency lines")
+    ap.add_argument("--slow-ms", type=float, default=20.0,
+                    help="gap between lines for the slow-producer latency (ms)")
+    ap.add_argument("--slow-lines", type=int, default=300, help="slow-producer latency lines")
+    ap.add_argument("--size-mb", type=int, default=1024)
+    ap.add_argument("--pipe-repeat", type=int, default=1, help="pipe wall-time runs (median)")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.only in (None, "throughput"):
+            throughput(args.repeat, tmp)
+        if args.only != "throughput":
+            pipes(args, tmp)
 
 
 if __name__ == "__main__":

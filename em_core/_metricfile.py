@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import CorruptRunError
 
@@ -44,13 +44,15 @@ _WINDOW = 4 << 20  # bytes mapped at a time; the mapping slides so memory stays 
 _MAX_SHAPES = 4096  # cache entries before the cache is reset (ever-changing metric names)
 
 
-@dataclass(frozen=True)
-class Shape:
-    """A cached record layout: everything the fast path needs for one (type, names, kinds)."""
+class Shape(NamedTuple):
+    """A cached record layout: everything the fast path needs for one (type, names, kinds).
 
-    sid: int
-    packer: struct.Struct
+    A tuple, so that ``Run.log`` unpacks it in one step; ``pack_into`` is the bound method of
+    the record's ``struct.Struct``."""
+
+    pack_into: Any
     size: int
+    sid: int
     trailer: int
 
 
@@ -63,7 +65,7 @@ class MetricWriter:
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         self.lock = threading.Lock()
         # (raw type, *names, *value classes) -> Shape; a miss takes the slow path in Run.log
-        self.fast: dict[tuple[Any, ...], Shape] = {}
+        self.fast: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         self._schemas: dict[tuple[str, tuple[str, ...], str], Shape] = {}
         self._next_sid = 1
         if exists and os.fstat(self._fd).st_size > 0:
@@ -124,7 +126,7 @@ class MetricWriter:
             self.append_bytes(_HEAD.pack(len(body) + 12, 0) + body
                               + _TRAIL.pack((len(body) + 12) ^ TRAILER_XOR))
         packer = struct.Struct("<IIqqd" + kinds + "I")
-        shape = Shape(sid, packer, packer.size, packer.size ^ TRAILER_XOR)
+        shape = Shape(packer.pack_into, packer.size, sid, packer.size ^ TRAILER_XOR)
         if len(self._schemas) >= _MAX_SHAPES:
             self._schemas.clear()
         self._schemas[key] = shape
@@ -134,7 +136,7 @@ class MetricWriter:
         """Let the fast path use ``shape`` for calls matching ``key``."""
         if len(self.fast) >= _MAX_SHAPES:
             self.fast.clear()
-        self.fast[key] = shape
+        self.fast[key] = tuple(shape)  # an exact tuple: CPython unpacks those fastest
 
     def append_bytes(self, data: bytes) -> None:
         """Append one complete record (caller holds the lock)."""
@@ -150,8 +152,8 @@ class MetricWriter:
         with self.lock:
             if self.pos + shape.size > self.end:
                 self.remap(shape.size)
-            shape.packer.pack_into(self.mm, self.pos - self.base, shape.size, shape.sid,  # type: ignore[arg-type]
-                                   step, epoch, time.time(), *values, shape.trailer)
+            shape.pack_into(self.mm, self.pos - self.base, shape.size, shape.sid, step, epoch,
+                            time.time(), *values, shape.trailer)
             self.pos += shape.size
 
     def flush(self) -> None:

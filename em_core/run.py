@@ -175,7 +175,7 @@ class Run(Recorded):
         # window, a finished run) falls through to _log_slow, which validates and explains.
         try:
             vals = tuple(metrics.values())
-            shape = self._fast[(type, *metrics, *map(_type, vals))]
+            pack, size, sid, trailer = self._fast[(type, *metrics, *map(_type, vals))]
             # bool is an int to struct; the validating path refuses it, so must this one
             if step < 0 or step.__class__ is bool or (
                     epoch is not None and (epoch < 0 or epoch.__class__ is bool)):
@@ -183,11 +183,10 @@ class Run(Recorded):
             w = self._writer
             with w.lock:  # type: ignore[union-attr]
                 p = w.pos  # type: ignore[union-attr]
-                if p + shape.size <= w.end:  # type: ignore[union-attr]
-                    shape.packer.pack_into(w.mm, p - w.base, shape.size, shape.sid, step,  # type: ignore[union-attr]
-                                           -1 if epoch is None else epoch, _time(), *vals,
-                                           shape.trailer)
-                    w.pos = p + shape.size  # type: ignore[union-attr]
+                if p + size <= w.end:  # type: ignore[union-attr]
+                    pack(w.mm, p - w.base, size, sid, step,  # type: ignore[union-attr]
+                         -1 if epoch is None else epoch, _time(), *vals, trailer)
+                    w.pos = p + size  # type: ignore[union-attr]
                     return
         except Exception:  # noqa: BLE001 - any surprise goes to the explaining path
             pass
