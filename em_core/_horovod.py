@@ -207,9 +207,10 @@ def _plain(value: Any) -> Any:
     return type(value).__name__
 
 
-def _torch_optimizer(opt: Any) -> dict[str, Any]:
-    """The same layout as ``integrations.torch.describe_optimizer``: one parameter group's
-    settings at the top level; with several, the shared ones on top and the rest per group."""
+def describe_torch_optimizer(opt: Any) -> dict[str, Any]:
+    """A ``torch.optim`` optimizer's class and settings, read by duck typing (also behind
+    ``integrations.torch.describe_optimizer``): one parameter group's settings at the top
+    level; with several, the shared ones on top and the rest per group."""
     settings, counts = [], []
     for g in opt.param_groups:
         params = list(g.get("params", []))
@@ -254,7 +255,7 @@ def _describe_wrapper(obj: Any, origin: tuple[str, str], hvd: Any) -> dict[str, 
         out["sparse_as_dense"] = getattr(obj, "sparse_as_dense", None)
         out["process_set"] = _process_set(getattr(obj, "process_set", None))
         out["groups"] = _groups(getattr(obj, "_groups", None))
-        out["optimizer"] = _torch_optimizer(obj)
+        out["optimizer"] = describe_torch_optimizer(obj)
         return out
     settings = _closure(getattr(obj, "_allreduce_grads", None))
     if settings:

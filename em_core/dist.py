@@ -128,7 +128,9 @@ def dist_info(env: dict[str, str] | None = None) -> DistInfo:
     return DistInfo(rank=0, world_size=1)
 
 
-def _torch_model(model: Any) -> dict[str, Any]:
+def describe_torch_model(model: Any) -> dict[str, Any]:
+    """What ``run.hparams.parse(dist_torch_model=model)`` records (see
+    ``integrations.torch.describe_torch_model``); never raises for an unwrapped model."""
     kind = type(model).__name__
     wrapped = getattr(model, "module", None)
     out: dict[str, Any] = {"kind": kind, "model": type(wrapped or model).__name__}
@@ -206,7 +208,7 @@ def describe_distributed(*, dist_tf_strategy: Any = None, dist_torch_model: Any 
     """
     out: dict[str, Any] = {"env": asdict(dist_info())}
     if dist_torch_model is not None:
-        out["torch"] = _torch_model(dist_torch_model)
+        out["torch"] = describe_torch_model(dist_torch_model)
     if dist_tf_strategy is not None:
         out["tf"] = _tf_strategy(dist_tf_strategy)
     if dist_hvd is not None:

@@ -20,10 +20,11 @@ nothing is written.
 from __future__ import annotations
 
 import collections
-import multiprocessing
-import os
 from collections.abc import Mapping
 from typing import Any
+
+from em_core._horovod import describe_torch_optimizer
+from em_core.dist import describe_torch_model as _describe_torch_model
 
 try:
     import torch
@@ -117,25 +118,7 @@ def describe_optimizer(optimizer: Any) -> dict[str, Any]:
     if not isinstance(groups, list):
         raise TypeError(f"describe_optimizer expects a torch.optim.Optimizer, got "
                         f"{type(optimizer).__name__}: {optimizer!r:.100}")
-    settings, counts = [], []
-    for g in groups:
-        params = list(g.get("params", []))
-        settings.append({k: _plain(v) for k, v in g.items() if k != "params"})
-        counts.append({"num_tensors": len(params),
-                       "num_elements": sum(int(p.numel()) for p in params)})
-    out: dict[str, Any] = {"class": type(optimizer).__name__}
-    if len(settings) == 1:
-        out.update(settings[0])
-        out.update(counts[0])
-        return out
-    common = {k: v for k, v in settings[0].items()
-              if all(k in s and s[k] == v for s in settings[1:])}
-    out.update(common)
-    out["num_tensors"] = sum(c["num_tensors"] for c in counts)
-    out["num_elements"] = sum(c["num_elements"] for c in counts)
-    out["param_groups"] = [{**{k: v for k, v in s.items() if k not in common}, **c}
-                           for s, c in zip(settings, counts)]
-    return out
+    return describe_torch_optimizer(optimizer)
 
 
 def describe_scheduler(scheduler: Any) -> dict[str, Any]:
@@ -169,32 +152,6 @@ def describe_scheduler(scheduler: Any) -> dict[str, Any]:
     return out
 
 
-def _launcher() -> str | None:
-    if os.environ.get("TORCHELASTIC_RUN_ID"):
-        return "torchrun"
-    if multiprocessing.parent_process() is not None:
-        return "mp.spawn"
-    if os.environ.get("RANK") is not None:
-        return "env"
-    return None
-
-
-def _int_or_none(raw: str | None) -> int | None:
-    try:
-        return int(raw) if raw is not None else None
-    except ValueError:
-        return None
-
-
-def _process_group(model: Any) -> dict[str, Any]:
-    dist = torch.distributed
-    if not (dist.is_available() and dist.is_initialized()):
-        return {}
-    pg = getattr(model, "process_group", None)
-    return {"world_size": dist.get_world_size(pg), "rank": dist.get_rank(pg),
-            "backend": str(dist.get_backend(pg))}
-
-
 def describe_torch_model(model: Any) -> dict[str, Any]:
     """How a model is distributed: what ``run.hparams.parse(dist_torch_model=model)`` records.
 
@@ -209,30 +166,7 @@ def describe_torch_model(model: Any) -> dict[str, Any]:
         plus world size, rank and backend when a process group is initialised anyway.
         It never raises for an unwrapped model.
     """
-    kind = type(model).__name__
-    inner = getattr(model, "module", model) if kind in _WRAPPERS else model
-    out: dict[str, Any] = {"kind": kind if kind in _WRAPPERS else "not distributed",
-                           "model": type(inner).__name__}
-    if kind == "DataParallel":
-        ids = getattr(model, "device_ids", None) or []
-        out["device_ids"] = [str(d) for d in ids] or None
-        out["output_device"] = _plain(getattr(model, "output_device", None))
-        out["replicas"] = max(len(ids), 1)
-        return out
-    out.update(_process_group(model))
-    if kind not in _WRAPPERS:
-        return out
-    out["local_rank"] = _int_or_none(os.environ.get("LOCAL_RANK"))
-    ids = getattr(model, "device_ids", None)
-    out["device_ids"] = [str(d) for d in ids] if ids else None
-    out["output_device"] = _plain(getattr(model, "output_device", None))
-    cap = getattr(model, "bucket_bytes_cap", None)
-    out["bucket_cap_mb"] = cap / (1024 * 1024) if isinstance(cap, (int, float)) else None
-    for name in ("find_unused_parameters", "broadcast_buffers", "gradient_as_bucket_view",
-                 "static_graph"):
-        out[name] = _plain(getattr(model, name, None))
-    out["launcher"] = _launcher()
-    return out
+    return _describe_torch_model(model)
 
 
 def torch_hparams(*, model: torch.nn.Module | None = None, optimizer: Any = None,
