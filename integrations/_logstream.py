@@ -98,10 +98,12 @@ def _report(exc: BaseException) -> None:
 
 
 def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
+    n = os.write(fd, data)  # one call, nearly always
+    if n < len(data):
+        view = memoryview(data)[n:]
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
 
 
 class _Flag:
@@ -254,7 +256,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--folder", default="default",
                         help="server folder for --upload (default: %(default)s)")
     parser.add_argument("--upload", action="store_true",
-                        help="upload the run when it ends (em login first)")
+                        help="mark the run for upload when it ends (stored with the run; "
+                             "uploading comes with the em server)")
     parser.add_argument("--make-folder", action="store_true",
                         help="create the --folder on the server if missing")
     parser.add_argument("--label", action="append", default=[], dest="labels",

@@ -102,9 +102,11 @@ _GLUON = re.compile(r"\[Epoch (\d+)\]\s*(.*)$")
 _GLUON_TIME = re.compile(r"\btime: ?([^\s,]+)")
 _CHECKPOINT = re.compile(r"Saved checkpoint to \"?(.+?)\"?\s*$")
 _NOT_METRICS = frozenset({"Epoch", "Batch", "Rank"})
+_FAST_BATCH = re.compile(r"Epoch\[(\d+)\](?: Rank\[(0)\])? Batch ?\[(?:\d+-)?(\d+)\]")
 
 
 def _number(text: str) -> float | None:
+    """A printed number, including nan/inf spellings; None when it is not one."""
     try:
         return float(text)
     except ValueError:
@@ -117,16 +119,38 @@ def _number(text: str) -> float | None:
 
 
 def _pairs(text: str, into: dict[str, float]) -> None:
-    # split + partition, not a regex: lines with dozens of metrics stay linear in length
+    # split + partition, not a regex: lines with dozens of metrics stay linear in length,
+    # and a regular expression tried at every position of a long line costs more (so do
+    # map()/methodcaller pipelines: measured)
     for token in text.split():
-        name, sep, raw = token.partition("=")
-        if sep and name and "[" not in name and ":" not in name:
-            try:
-                into[name] = float(raw)
-            except ValueError:
-                value = _number(raw.rstrip(","))
+        if "=" in token:
+            name, _, raw = token.partition("=")
+            if name and "[" not in name and ":" not in name:
+                try:
+                    into[name] = float(raw)
+                except ValueError:
+                    value = _number(raw.rstrip(","))
+                    if value is not None:
+                        into[name] = value
+
+
+def _batch_metrics(tail: str) -> dict[str, float]:
+    """The metrics after ``Batch [k]``: ``Name[value]`` and ``name=value`` (``Train-`` dropped)."""
+    metrics: dict[str, float] = {}
+    if "[" in tail:
+        for name, raw in _BRACKET.findall(tail):
+            if name not in _NOT_METRICS:
+                value = _number(raw)
                 if value is not None:
-                    into[name] = value
+                    metrics[name.lower() if name == "Loss" else name] = value
+    if "Train-" in tail:  # names de-duplicated as printed, then the prefix dropped
+        found: dict[str, float] = {}
+        _pairs(tail, found)
+        for name, value in found.items():
+            metrics[name[6:] if name.startswith("Train-") else name] = value
+    else:
+        _pairs(tail, metrics)
+    return metrics
 
 
 def _namespace(text: str) -> dict[str, Any]:
@@ -178,11 +202,40 @@ class MXNetLogParser:
         self.lines += len(lines)
         out: list[MXNetEvent] = []
         handle = self._line
+        fast = self._fast_batch
         for line in lines:
-            if ("Epoch" in line or "Namespace(" in line or "Saved checkpoint" in line
-                    or "Traceback" in line or self._traceback):
-                handle(line, out)
+            if "Epoch" in line or self._traceback or (
+                    "Namespace(" in line or "Saved checkpoint" in line or "Traceback" in line):
+                if self._traceback or not fast(line, out):
+                    handle(line, out)
         return out
+
+    def _fast_batch(self, line: str, out: list[MXNetEvent]) -> bool:
+        """The usual batch line (``Epoch[N] [Rank[0]] Batch [k]``, no time cost) with one
+        regular expression; False (nothing done) for anything :meth:`_line` must see."""
+        if line[:1] == "[":
+            mpi = _MPI.match(line)
+            if mpi is not None:
+                if mpi.group(1) != "0":
+                    return True  # only rank 0 speaks for the run
+                line = line[mpi.end():]
+        elif line.startswith("Traceback"):
+            return False
+        f = _FAST_BATCH.search(line)
+        # the match must be the line's first 'Epoch[' (which _line would take) and nothing
+        # _epoch_line treats specially may follow
+        if (f is None or line.find("Epoch[") != f.start() or "ime cost" in line
+                or line.count("Rank[") != (f.group(2) is not None)):
+            return False
+        tail = line[f.end():]
+        speed = None
+        if "peed:" in tail:
+            sp = _SPEED.search(tail)
+            if sp is not None:
+                speed = _number(sp.group(1))
+        metrics = _batch_metrics(tail)
+        out.append(BatchLog(int(f.group(1)), int(f.group(3)), metrics, speed))
+        return True
 
     def _line(self, line: str, out: list[MXNetEvent]) -> None:
         if self._traceback:
@@ -230,19 +283,10 @@ class MXNetLogParser:
             rest = rest[:tc.start()] + rest[tc.end():]
         b = _BATCH.search(rest)
         if b is not None:
-            ev = BatchLog(epoch, int(b.group(1)), time_cost=time_cost,
-                          speed=_number(speed.group(1)) if speed else None)
             tail = rest[b.end():]
-            for name, raw in (_BRACKET.findall(tail) if "[" in tail else ()):
-                if name not in _NOT_METRICS:
-                    value = _number(raw)
-                    if value is not None:
-                        ev.metrics[name.lower() if name == "Loss" else name] = value
-            found: dict[str, float] = {}
-            _pairs(tail, found)
-            for name, value in found.items():
-                ev.metrics[name[6:] if name.startswith("Train-") else name] = value
-            out.append(ev)
+            metrics = _batch_metrics(tail)
+            out.append(BatchLog(epoch, int(b.group(1)), metrics,
+                                _number(speed.group(1)) if speed else None, time_cost))
             return
         found = {}
         _pairs(rest, found)
@@ -308,8 +352,9 @@ class MXNetRecorder:
         self._artifact: Any = None
 
     def feed(self, block: bytes) -> None:
+        handle = self.handle
         for event in self.parser.feed_bytes(block):
-            self.handle(event)
+            handle(event)
 
     def idle(self) -> None:
         pass
@@ -322,17 +367,23 @@ class MXNetRecorder:
     def handle(self, event: MXNetEvent) -> None:
         """Record one event."""
         run = self.run
-        if isinstance(event, BatchLog):
-            self._at_epoch(event.epoch)
+        if isinstance(event, BatchLog):  # nearly every event: kept short
+            epoch = event.epoch
+            if epoch != self._epoch:
+                self._at_epoch(epoch)
             self._batches = True
-            self.step = max(self.step, self._base + event.batch)
-            metrics = dict(event.metrics)
-            if event.speed is not None:
-                metrics["samples_per_sec"] = event.speed
-            if event.time_cost is not None:
-                metrics["epoch_time_s"] = event.time_cost
+            step = self._base + event.batch
+            if step > self.step:
+                self.step = step
+            metrics = event.metrics
+            if event.speed is not None or event.time_cost is not None:
+                metrics = dict(metrics)
+                if event.speed is not None:
+                    metrics["samples_per_sec"] = event.speed
+                if event.time_cost is not None:
+                    metrics["epoch_time_s"] = event.time_cost
             if metrics:
-                run.log("train", metrics, step=self.step, epoch=event.epoch)
+                run.log("train", metrics, self.step, epoch)
         elif isinstance(event, (EpochLog, GluonEpochLog)):
             self._at_epoch(event.epoch)
             step = self.step if self._batches else event.epoch

@@ -17,11 +17,13 @@ def caffe(session: nox.Session) -> None:
     assert_absent(session)
     session.run("pytest", "tests/integrations/caffe",
                 "tests/integrations/mxnet/test_log_corpus.py",
-                "tests/integrations/mxnet/test_log_cli.py", *session.posargs)
+                "tests/integrations/mxnet/test_log_cli.py",
+                "tests/integrations/mxnet/test_log_fastpath.py", *session.posargs)
 
 
 @nox.session
 def mxnet(session: nox.Session) -> None:
     """MXNet callbacks with real Module.fit and Gluon training, and the example."""
     install_em(session, "mxnet==1.9.1", "numpy<1.24")
-    session.run("pytest", "tests/integrations/mxnet", *session.posargs)
+    session.run("pytest", "tests/integrations/mxnet/test_callbacks.py",
+                "tests/integrations/mxnet/test_example.py", *session.posargs)

@@ -58,6 +58,11 @@ _YEAR_HEADER = re.compile(r"Log file created at: (\d{4})/")
 _YEAR_NVCAFFE = re.compile(r"started at \w+ \w+ +\d+ [\d:]+ (\d{4})")
 _ITER_IN_PATH = re.compile(r"_iter_(\d+)\.")
 _FATAL = re.compile(_PREFIX + r"F\d{4} ")
+_fromiso = datetime.fromisoformat
+# The usual glog stamp, ASCII digits in fixed places: parsed by datetime.fromisoformat (C)
+_STAMP = re.compile(r"[IWEF](\d\d)(\d\d) (\d\d:\d\d:\d\d\.\d{6})", re.ASCII)
+# First letters of the rare messages and of rank prefixes: most lines fail this one test
+_RARE_FIRST = "".join(sorted({s[0] for s in _RARE_STARTS})) + "[("
 
 
 def _number(text: str) -> float | None:
@@ -140,20 +145,29 @@ class CaffeLogParser:
         self.lines += len(lines)
         wrap = self.wrap_width
         hot = self._hot
+        # a held (wrapped) line or a solver parameter dump in progress: every line to _slow
+        ctx = self._held is not None or self._params is not None
         for line in lines:
-            if self._held is not None or self._params is not None or len(line) == wrap:
+            if ctx or len(line) == wrap:
                 self._slow(line, out)
+                ctx = self._held is not None or self._params is not None
             elif "Iteration" in line or "net output" in line:
-                hot(line, out)
+                hot(line, out)  # never starts a parameter dump nor holds a line
             else:
                 i = line.find("] ")
                 if i >= 0:
-                    if line.startswith(_RARE_STARTS, i + 2) or line[i + 2:i + 3] in "[(":
+                    c = line[i + 2:i + 3]
+                    if c in _RARE_FIRST and (c in "[(" or line.startswith(_RARE_STARTS, i + 2)):
                         self._rare(line, out)
                     elif line[:1] in "F\x1b[":
                         self._maybe_fatal(line, out)
+                    else:
+                        continue
                 elif line[:1] in "*LF\x1b[":
                     self._rare(line, out)
+                else:
+                    continue
+                ctx = self._params is not None
         return out
 
     def flush(self) -> list[CaffeEvent]:
@@ -215,6 +229,26 @@ class CaffeLogParser:
             self._rare(line, out)
 
     def _time(self, text: str) -> datetime | None:
+        m = _STAMP.match(text)
+        if m is not None:
+            month = int(m[1])
+            if month < self._last_month:
+                self.year += 1
+            self._last_month = month
+            try:
+                return _fromiso(f"{self.year:04d}-{m[1]}-{m[2]}T{m[3]}")
+            except ValueError:  # a day that does not exist, a year not of 4 digits
+                return self._make_time(month, int(m[2]), text)
+        return self._time_slow(text)
+
+    def _make_time(self, month: int, day: int, text: str) -> datetime | None:
+        try:
+            return datetime(self.year, month, day, int(text[6:8]), int(text[9:11]),
+                            int(text[12:14]), int(text[15:21]))
+        except ValueError:
+            return None
+
+    def _time_slow(self, text: str) -> datetime | None:
         if text[:1] in "IWEF" and text[5:6] == " " and text[14:15] == ".":
             try:  # fixed glog layout: no regular expression needed
                 month = int(text[1:3])
@@ -246,6 +280,8 @@ class CaffeLogParser:
             self._test = None
 
     def _hot(self, text: str, out: list[CaffeEvent]) -> None:
+        # A third of a log's lines come here: float() is tried inline before _number, and
+        # the common outcomes come first.
         if "\x1b" in text:
             text = _ANSI.sub("", text)
         if "net output #" in text:
@@ -258,9 +294,12 @@ class CaffeLogParser:
             parts = rest.split()
             if not parts:
                 return
-            value = _number(parts[0])
-            if value is None:
-                return
+            try:
+                value = float(parts[0])
+            except ValueError:
+                value = _number(parts[0])  # type: ignore[assignment]
+                if value is None:
+                    return
             if head.endswith("Train "):
                 row = self._train
                 if row is None:
@@ -273,22 +312,29 @@ class CaffeLogParser:
                 return
             row.outputs[name] = value
             if len(parts) >= 5 and parts[1] == "(*" and parts[3] == "=":
-                weight = _number(parts[2])
-                if weight is not None:
-                    row.weights[name] = weight
+                try:
+                    row.weights[name] = float(parts[2])
+                except ValueError:
+                    weight = _number(parts[2])
+                    if weight is not None:
+                        row.weights[name] = weight
             return
         if ", lr = " in text:
             m = _LR.search(text)
             if m is None:
                 return
-            lr = _number(m.group(2))
+            it, raw = m.groups()
+            try:
+                lr: float | None = float(raw)
+            except ValueError:
+                lr = _number(raw)
             row = self._train
             self._train = None
             if self._test is not None:
                 out.append(self._test)
                 self._test = None
             if row is None:  # its block was already closed: a record of its own
-                row = TrainIteration(int(m.group(1)), time=self._time(text))
+                row = TrainIteration(int(it), time=self._time(text))
             row.lr = lr
             out.append(row)
             return
@@ -296,13 +342,21 @@ class CaffeLogParser:
             m = _LOSS.search(text)
             if m is None:
                 return
-            self._close_rows(out)
-            iteration = self._iteration = int(m.group(1))
+            if self._train is not None:
+                out.append(self._train)
+            if self._test is not None:
+                out.append(self._test)
+                self._test = None
+            it, extra, raw = m.groups()
+            try:
+                loss: float | None = float(raw)
+            except ValueError:
+                loss = _number(raw)
+            iteration = self._iteration = int(it)
             self._in_session = False
-            row = self._train = TrainIteration(iteration, loss=_number(m.group(3)),
-                                               time=self._time(text))
-            if m.group(2) and "iter/s" in m.group(2):
-                rate = _RATE.search(m.group(2))
+            row = self._train = TrainIteration(iteration, loss, time=self._time(text))
+            if extra and "iter/s" in extra:
+                rate = _RATE.search(extra)
                 if rate is not None:
                     row.iter_per_s = _number(rate.group(1))
             return

@@ -20,13 +20,18 @@ class PrototxtError(ValueError):
     """A text-format file that does not parse; the message names the file and the line."""
 
 
+# Leading blanks are part of each match (half as many matches); at the very end they match
+# alone, with no group (lastgroup None).
 _TOKEN = re.compile(r"""
-    (?P<ws>[ \t\r\f\v]+)
-  | (?P<nl>\n)
+    [ \t\r\f\v]*
+    (?:
+    (?P<nl>\n)
   | (?P<comment>\#[^\n]*)
   | (?P<str>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')
   | (?P<punct>[{}<>:;,\[\]])
   | (?P<word>[^\s{}<>:;,\[\]"'#]+)
+  | \Z
+    )
 """, re.VERBOSE)
 
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "'": "'", '"': '"', "a": "\a",
@@ -37,6 +42,8 @@ _FLOAT = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?[fF]?\Z")
 
 def _unquote(tok: str) -> str:
     body, out, i = tok[1:-1], [], 0
+    if "\\" not in body:
+        return body
     while i < len(body):
         c = body[i]
         if c == "\\" and i + 1 < len(body):
@@ -72,19 +79,22 @@ def _scalar(word: str) -> Any:
 
 
 def _tokenize(text: str, source: str) -> list[tuple[str, str, int]]:
+    # finditer skips what matches nothing: a gap between two matches is the error
     tokens, line, pos = [], 1, 0
-    while pos < len(text):
-        m = _TOKEN.match(text, pos)
-        if m is None:
-            raise PrototxtError(f"{source}, line {line}: unexpected character {text[pos]!r}")
+    append = tokens.append
+    for m in _TOKEN.finditer(text):
+        if m.start() != pos:
+            break
         kind = m.lastgroup
         if kind == "nl":
             line += 1
-        elif kind == "str":
-            tokens.append(("str", m.group(), line))
-        elif kind in ("punct", "word"):
-            tokens.append((kind, m.group(), line))
+        elif kind is not None and kind != "comment":
+            append((kind, m.group(kind), line))
         pos = m.end()
+    if pos < len(text):
+        while text[pos] in " \t\r\f\v":  # blanks before the bad character matched
+            pos += 1
+        raise PrototxtError(f"{source}, line {line}: unexpected character {text[pos]!r}")
     return tokens
 
 

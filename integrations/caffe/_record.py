@@ -66,12 +66,16 @@ class CaffeRecorder:
         self._pending: list[str] = []
         self._resumes: list[str] = []
         self._weights: dict[str, dict[str, float]] = {}
+        self._weights_changed = False  # loss_weights to save (once per block, not per event)
 
     # ------------------------------------------------------------ the Sink protocol
     def feed(self, block: bytes) -> None:
         """Parse whole lines and record what they complete."""
+        handle = self._handle
         for event in self.parser.feed_bytes(block):
-            self.handle(event)
+            handle(event)
+        if self._weights_changed:
+            self._save_weights()
 
     def idle(self) -> None:
         """The input paused: record a finished test pass now rather than later."""
@@ -81,21 +85,40 @@ class CaffeRecorder:
     def close(self) -> None:
         """End of input: record what is still open and copy the last snapshots."""
         for event in self.parser.close():
-            self.handle(event)
+            self._handle(event)
+        if self._weights_changed:
+            self._save_weights()
         self._add_snapshots()
 
     # ------------------------------------------------------------ events
     def handle(self, event: CaffeEvent) -> None:
         """Record one event."""
+        self._handle(event)
+        if self._weights_changed:
+            self._save_weights()
+
+    def _handle(self, event: CaffeEvent) -> None:
         if self._pending and not isinstance(event, Snapshot):
             self._add_snapshots()  # Caffe has moved on, so the files are written
-        if isinstance(event, TrainIteration):
-            self._train(event)
+        if isinstance(event, TrainIteration):  # most events: kept short
+            self.started = True
+            self.last_iteration = event.iteration
+            metrics: dict[str, float] = dict(event.outputs)
+            if event.loss is not None:
+                metrics["smoothed_loss"] = event.loss
+            if event.lr is not None:
+                metrics["lr"] = event.lr
+            if event.iter_per_s is not None:
+                metrics["iter_per_s"] = event.iter_per_s
+            if metrics:
+                self.run.log("train", metrics, event.iteration)
+            if event.weights and self._weights.get("train") != event.weights:
+                self._note_weights("train", event.weights)
         elif isinstance(event, TestResult):
             self.last_iteration = event.iteration
             if event.outputs:
                 kind = "test" if event.net == 0 else f"test_net{event.net}"
-                self.run.log(kind, event.outputs, step=event.iteration)
+                self.run.log(kind, event.outputs, event.iteration)
                 self._note_weights("test", event.weights)
         elif isinstance(event, Snapshot):
             self._pending.append(event.path)
@@ -120,24 +143,15 @@ class CaffeRecorder:
         elif isinstance(event, SolverParameters) and self.hparams_from_log:
             self.run.hparams.update(event.params, override=False)
 
-    def _train(self, event: TrainIteration) -> None:
-        self.started = True
-        self.last_iteration = event.iteration
-        metrics: dict[str, float] = dict(event.outputs)
-        if event.loss is not None:
-            metrics["smoothed_loss"] = event.loss
-        if event.lr is not None:
-            metrics["lr"] = event.lr
-        if event.iter_per_s is not None:
-            metrics["iter_per_s"] = event.iter_per_s
-        if metrics:
-            self.run.log("train", metrics, step=event.iteration)
-        self._note_weights("train", event.weights)
-
     def _note_weights(self, phase: str, weights: dict[str, float]) -> None:
         if weights and self._weights.get(phase) != weights:
             self._weights[phase] = dict(weights)
-            self.run.hparams["loss_weights"] = {k: dict(v) for k, v in self._weights.items()}
+            self._weights_changed = True
+
+    def _save_weights(self) -> None:
+        # One hyperparameter save per block of log: each save rewrites the run's metadata
+        self._weights_changed = False
+        self.run.hparams["loss_weights"] = {k: dict(v) for k, v in self._weights.items()}
 
     def _add_snapshots(self) -> None:
         pending, self._pending = self._pending, []
