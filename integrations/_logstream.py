@@ -15,6 +15,7 @@ it too. The sink is told which of these happened so that it can mark the run ``K
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import subprocess
@@ -28,6 +29,20 @@ __all__ = ["Outcome", "Recorder", "Sink", "add_run_arguments", "command_main", "
 
 _BUFSIZE = 1 << 20
 _MAX_TAIL = 1 << 20  # a "line" longer than this (progress bars with \r only) is parsed as is
+
+
+def parse_number(text: str) -> float | None:
+    """A number as training logs print it, with the nan/inf spellings of glibc (``nan``,
+    ``-nan``, ``inf``) and MSVC (``1.#QNAN``, ``1.#IND``, ``-1.#INF``); None otherwise."""
+    try:
+        return float(text)
+    except ValueError:
+        upper = text.upper()
+        if "NAN" in upper or "#IND" in upper:
+            return math.nan
+        if "INF" in upper:
+            return -math.inf if upper.startswith("-") else math.inf
+        return None
 
 
 class Sink(Protocol):

@@ -17,7 +17,6 @@ Train-``/``Validation-``/``Time cost=`` lines, GluonCV ``[Epoch N] ...`` lines, 
 from __future__ import annotations
 
 import ast
-import math
 import os
 import re
 import sys
@@ -26,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._logstream import command_main
+from ._logstream import parse_number as _number
 
 __all__ = ["BatchLog", "Checkpoint", "Crash", "EpochLog", "GluonEpochLog", "MXNetLogParser",
            "MXNetRecorder", "Start", "main"]
@@ -103,19 +103,6 @@ _GLUON_TIME = re.compile(r"\btime: ?([^\s,]+)")
 _CHECKPOINT = re.compile(r"Saved checkpoint to \"?(.+?)\"?\s*$")
 _NOT_METRICS = frozenset({"Epoch", "Batch", "Rank"})
 _FAST_BATCH = re.compile(r"Epoch\[(\d+)\](?: Rank\[(0)\])? Batch ?\[(?:\d+-)?(\d+)\]")
-
-
-def _number(text: str) -> float | None:
-    """A printed number, including nan/inf spellings; None when it is not one."""
-    try:
-        return float(text)
-    except ValueError:
-        low = text.lower()
-        if "nan" in low:
-            return math.nan
-        if "inf" in low:
-            return -math.inf if low.startswith("-") else math.inf
-        return None
 
 
 def _pairs(text: str, into: dict[str, float]) -> None:

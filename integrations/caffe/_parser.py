@@ -15,11 +15,11 @@ appended to one file, and the pre-2014 ``Test score #k:`` form.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 
+from .._logstream import parse_number as _number
 from ._events import (
     CaffeEvent,
     Failed,
@@ -63,19 +63,6 @@ _fromiso = datetime.fromisoformat
 _STAMP = re.compile(r"[IWEF](\d\d)(\d\d) (\d\d:\d\d:\d\d\.\d{6})", re.ASCII)
 # First letters of the rare messages and of rank prefixes: most lines fail this one test
 _RARE_FIRST = "".join(sorted({s[0] for s in _RARE_STARTS})) + "[("
-
-
-def _number(text: str) -> float | None:
-    """A number as Caffe prints it, including nan, -nan, inf and MSVC's 1.#QNAN / -1.#INF."""
-    try:
-        return float(text)
-    except ValueError:
-        upper = text.upper()
-        if "#INF" in upper:
-            return -math.inf if upper.startswith("-") else math.inf
-        if "#IND" in upper or "#QNAN" in upper or "#SNAN" in upper or "NAN" in upper:
-            return math.nan
-        return None
 
 
 class CaffeLogParser:
