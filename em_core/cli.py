@@ -15,7 +15,6 @@ import argparse
 import csv
 import json
 import math
-import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -25,13 +24,13 @@ from typing import Any, TextIO
 
 from ._metricfile import Record
 from .errors import CorruptRunError, EmError
-from .run import META_FILE, Run, load_run, ts_iso
+from .run import META_FILE, Run, load_run, run_parent_dir, ts_iso
 
 __all__ = ["main"]
 
 
 def _default_dir() -> Path:
-    return Path(os.environ.get("EM_RUN_PARENT_DIR") or ".em/runs")
+    return run_parent_dir()
 
 
 def _run_dirs(parent: Path) -> list[Path]:

@@ -36,6 +36,7 @@ __all__ = ["NoOpRun", "Run", "create_run", "load_run"]
 
 FORMAT_VERSION = 1
 META_FILE = "run.json"
+RUN_PARENT_ENV, RUN_PARENT_DEFAULT = "EM_RUN_PARENT_DIR", ".em/runs"
 METRICS_FILE = "metrics.bin"
 _ALPHABET = string.ascii_lowercase + string.digits
 _EMPTY: dict[Any, Any] = {}
@@ -49,9 +50,19 @@ def ts_iso(ts: float) -> str:
     return datetime.fromtimestamp(ts).astimezone().isoformat(timespec="microseconds")
 
 
+def parent_dir(parent_env: str, default: str) -> Path:
+    """``$<parent_env>``, or ``default`` when unset or empty."""
+    return Path(os.environ.get(parent_env) or default)
+
+
+def run_parent_dir() -> Path:
+    """Where :func:`create_run` makes runs: ``$EM_RUN_PARENT_DIR``, default ``.em/runs``."""
+    return parent_dir(RUN_PARENT_ENV, RUN_PARENT_DEFAULT)
+
+
 def new_dir(parent_env: str, default: str, name: str) -> Path:
     """Create ``<parent>/<name>_<yymmdd>_<hhmmss>_<6 random>`` exclusively."""
-    parent = Path(os.environ.get(parent_env) or default)
+    parent = parent_dir(parent_env, default)
     parent.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now().strftime("%y%m%d_%H%M%S")
     while True:
@@ -520,7 +531,7 @@ def create_run(config_path: str | os.PathLike[str] | None = None, name: str = "d
     from ._git import collect_git
     from ._platform import collect_platform
 
-    path = new_dir("EM_RUN_PARENT_DIR", ".em/runs", name)
+    path = new_dir(RUN_PARENT_ENV, RUN_PARENT_DEFAULT, name)
     meta.update({
         "alternative_name": path.name, "status": Status.RUNNING.value,
         "start_timestamp": now_iso(), "end_timestamp": None, "error": None, "hparams": hp,

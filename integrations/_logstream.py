@@ -1,11 +1,14 @@
 """The pass-through pipe shared by ``em caffe`` and ``em mxnet``.
 
 Training output goes from the input (stdin, or the pipe of a child process) to stdout byte
-for byte and as soon as it arrives: each ``os.read`` is written out before anything is
-parsed, so nothing waits on em and nothing is re-encoded. A copy of the complete lines goes
-to a *sink* (a log recorder). Whatever the sink does wrong is reported through
-``em.handle_problem`` and the sink is switched off; the pass-through never stops because of
-em.
+for byte and as soon as it arrives: each ``os.read`` is written out before anything else
+happens to it, so nothing waits on em and nothing is re-encoded. The commands run the
+pass-through in a process of its own (:func:`record`) that also appends the output to a
+copy, ``console.log`` in the run directory; the em process reads that copy at its own pace
+and hands complete lines to a *sink* (a log recorder). A log that comes faster than it can
+be parsed piles up on disk, not in front of the training: Caffe never blocks on its stderr
+because of em. Whatever the sink does wrong is reported through ``em.handle_problem`` and
+the sink is switched off; the pass-through never stops because of em.
 
 Signals: SIGINT and SIGTERM end the pipe (``em caffe`` in a pipeline), or are forwarded to
 the child (``em caffe run -- ...``), whose exit then ends it. A closed stdout (SIGPIPE) ends
@@ -24,8 +27,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-__all__ = ["Outcome", "Recorder", "Sink", "add_run_arguments", "command_main", "exit_code",
-           "pass_through_only", "pump", "run_child", "run_stdin", "split_command"]
+__all__ = ["CONSOLE_LOG", "Outcome", "Recorder", "Sink", "add_run_arguments", "command_main",
+           "exit_code", "pass_through_only", "pump", "record", "run_child", "run_stdin",
+           "split_command", "start_child"]
 
 _BUFSIZE = 1 << 20
 _MAX_TAIL = 1 << 20  # a "line" longer than this (progress bars with \r only) is parsed as is
@@ -81,14 +85,15 @@ class Outcome:
 class _Stop(BaseException):  # not an Exception: a sink's `except Exception` must not eat it
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
+        self.signum = signum
         self.name = signal.Signals(signum).name
 
 
 class _SafeSink:
     """Calls the sink; its first exception is reported and turns it off."""
 
-    def __init__(self, sink: Sink) -> None:
-        self.sink: Sink | None = sink
+    def __init__(self, sink: Sink | None) -> None:
+        self.sink = sink
         self.error: BaseException | None = None
 
     def call(self, method: str, *args: bytes) -> None:
@@ -145,9 +150,35 @@ def _widen_pipe(fd: int, size: int) -> None:
         pass  # not Linux, not a pipe, or above /proc/sys/fs/pipe-max-size: keep the default
 
 
-def pump(fd_in: int, fd_out: int | None, sink: Sink, *, bufsize: int = _BUFSIZE,
+class _Lines:
+    """Cuts a byte stream into blocks of whole lines for a sink (the last may lack its \\n)."""
+
+    def __init__(self, safe: _SafeSink) -> None:
+        self.safe = safe
+        self.tail = b""
+
+    def add(self, chunk: bytes) -> None:
+        data = self.tail + chunk if self.tail else chunk
+        cut = data.rfind(b"\n") + 1
+        if cut:
+            self.tail = data[cut:]
+            self.safe.call("feed", data[:cut] if self.tail else data)
+        else:
+            self.tail = data
+        if len(self.tail) > _MAX_TAIL:
+            self.safe.call("feed", self.tail)
+            self.tail = b""
+
+    def end(self) -> None:
+        if self.tail:
+            tail, self.tail = self.tail, b""
+            self.safe.call("feed", tail)
+
+
+def pump(fd_in: int, fd_out: int | None, sink: Sink | None, *, bufsize: int = _BUFSIZE,
          flag: _Flag | None = None, safe: _SafeSink | None = None) -> _SafeSink:
-    """Copy ``fd_in`` to ``fd_out`` as data arrives and feed whole lines to ``sink``.
+    """Copy ``fd_in`` to ``fd_out`` as data arrives and feed whole lines to ``sink``, in this
+    process (the sink's time delays the next read; :func:`record` avoids that).
 
     Returns at end of input. ``BrokenPipeError`` (stdout closed) and a stop request (a
     signal, through ``flag``) propagate after the lines read so far were fed.
@@ -155,35 +186,30 @@ def pump(fd_in: int, fd_out: int | None, sink: Sink, *, bufsize: int = _BUFSIZE,
     safe = safe if safe is not None else _SafeSink(sink)
     flag = flag if flag is not None else _Flag()
     _widen_pipe(fd_in, bufsize)
-    tail = b""
+    lines = _Lines(safe)
     try:
         while True:
-            flag.reading = True
-            try:
-                flag.check()
-                chunk = os.read(fd_in, bufsize)
-            finally:
-                flag.reading = False
+            chunk = _read(fd_in, bufsize, flag)
             if not chunk:
                 break
             if fd_out is not None:
                 _write_all(fd_out, chunk)
-            data = tail + chunk if tail else chunk
-            cut = data.rfind(b"\n") + 1
-            if cut:
-                tail = data[cut:]
-                safe.call("feed", data[:cut] if tail else data)
-            else:
-                tail = data
-            if len(tail) > _MAX_TAIL:
-                safe.call("feed", tail)
-                tail = b""
-            if len(chunk) < bufsize:
-                safe.call("idle")
+            if safe.sink is not None:
+                lines.add(chunk)
+                if len(chunk) < bufsize:
+                    safe.call("idle")
     finally:
-        if tail:
-            safe.call("feed", tail)
+        lines.end()
     return safe
+
+
+def _read(fd: int, bufsize: int, flag: _Flag) -> bytes:
+    flag.reading = True
+    try:
+        flag.check()
+        return os.read(fd, bufsize)
+    finally:
+        flag.reading = False
 
 
 def _install(handler: object) -> dict[int, object]:
@@ -198,7 +224,7 @@ def _restore(previous: dict[int, object]) -> None:
         signal.signal(signum, handler)  # type: ignore[arg-type]
 
 
-def run_stdin(sink: Sink, *, fd_in: int | None = None, fd_out: int | None = None) -> Outcome:
+def run_stdin(sink: Sink | None, *, fd_in: int | None = None, fd_out: int | None = None) -> Outcome:
     """Pass stdin through to stdout until end of input, SIGINT/SIGTERM or a closed stdout."""
     fd_in = sys.stdin.fileno() if fd_in is None else fd_in
     fd_out = sys.stdout.fileno() if fd_out is None else fd_out
@@ -224,19 +250,30 @@ def run_stdin(sink: Sink, *, fd_in: int | None = None, fd_out: int | None = None
     return outcome
 
 
-def run_child(command: Sequence[str], sink: Sink, *, fd_out: int | None = None) -> Outcome:
-    """Start ``command`` with stdout and stderr on one pipe, pass it through, wait for it.
-
-    SIGINT and SIGTERM received meanwhile are forwarded to the child (started in its own
-    session, so a terminal's Ctrl-C reaches it once, through em) and the pipe keeps running
-    until the child has exited and its output is drained.
+def start_child(command: Sequence[str]) -> subprocess.Popen[bytes]:
+    """Start ``command`` in its own session with stdout and stderr on one pipe (a terminal's
+    Ctrl-C then reaches it once, through em, which forwards it).
 
     Raises:
-        FileNotFoundError: The program does not exist.
+        OSError: The program does not exist or cannot be executed.
+    """
+    return subprocess.Popen(list(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def run_child(command: Sequence[str] | subprocess.Popen[bytes], sink: Sink | None, *,
+              fd_out: int | None = None) -> Outcome:
+    """Start ``command`` (or take one :func:`start_child` started), pass its output through,
+    wait for it.
+
+    SIGINT and SIGTERM received meanwhile are forwarded to the child and the pipe keeps
+    running until the child has exited and its output is drained.
+
+    Raises:
+        OSError: The program does not exist or cannot be executed.
     """
     fd_out = sys.stdout.fileno() if fd_out is None else fd_out
-    proc = subprocess.Popen(list(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = command if isinstance(command, subprocess.Popen) else start_child(command)
     outcome = Outcome()
 
     def forward(signum: int, frame: object) -> None:
@@ -255,14 +292,307 @@ def run_child(command: Sequence[str], sink: Sink, *, fd_out: int | None = None) 
     except BrokenPipeError:
         outcome.signal = "SIGPIPE"
         proc.stdout.close()  # the child gets SIGPIPE on its next write, as with `cat`
-        try:
-            outcome.returncode = proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            outcome.returncode = None
+        outcome.returncode = _wait(proc, 5)
     finally:
         _restore(previous)
     outcome.error = safe.error
     return outcome
+
+
+def _wait(proc: subprocess.Popen[bytes], timeout: float | None) -> int | None:
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None
+
+
+# ------------------------------------------------------------ two processes: record()
+#
+# The pass-through is a forked process that does nothing else: read, write to stdout,
+# append to the log copy, drop a one-byte note to the recorder. The recorder (the calling
+# process, which owns the run) reads the copy at its own pace. A log that arrives faster
+# than it can be parsed piles up in the copy on disk, never in front of the training.
+
+_NOTE_DATA = b"."  # a chunk was appended to the copy
+_NOTE_FAILED = b"!"  # appending failed (followed by one byte: errno % 256); copying stopped
+
+
+def _pass_through(fd_in: int, fd_out: int, copy_fd: int, note_fd: int, *,
+                  stop_on_signals: bool) -> int:
+    """The pass-through process's loop; returns its exit status: 0 at end of input,
+    128+N after signal N (pipe mode), 141 when stdout was closed."""
+    flag = _Flag()
+    if stop_on_signals:
+        def stop(signum: int, frame: object) -> None:
+            flag.signum = signum
+            if flag.reading:
+                raise _Stop(signum)
+
+        _install(stop)
+    else:  # run mode: the recorder forwards signals to the command; drain until it ends
+        _install(signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
+    _widen_pipe(fd_in, _BUFSIZE)
+    os.set_blocking(note_fd, False)
+    copying = True
+    try:
+        while chunk := _read(fd_in, _BUFSIZE, flag):
+            _write_all(fd_out, chunk)  # the output first: the copy can wait, stdout not
+            if copying:
+                copying = _append(copy_fd, note_fd, chunk)
+    except _Stop as exc:
+        return 128 + exc.signum
+    except BrokenPipeError:
+        return 141
+    return 0
+
+
+def _append(copy_fd: int, note_fd: int, chunk: bytes) -> bool:
+    """Append ``chunk`` to the copy and note it; False once the copy or the recorder is gone."""
+    try:
+        _write_all(copy_fd, chunk)
+    except OSError as exc:  # e.g. a full disk: the recorder says so, the output goes on
+        try:
+            os.set_blocking(note_fd, True)
+            os.write(note_fd, _NOTE_FAILED + bytes([(exc.errno or 0) % 256]))
+        except OSError:
+            pass
+        return False
+    try:
+        os.write(note_fd, _NOTE_DATA)
+    except BlockingIOError:
+        pass  # notes are pending already: the recorder reads this chunk with the others
+    except OSError:  # the recorder died: nobody reads the copy any more
+        return False
+    return True
+
+
+def _close_fds_except(keep: set[int]) -> None:
+    """Close every inherited descriptor but ``keep``: above all the run's lock, whose holder
+    must be the recorder alone (a dead recorder must show as such)."""
+    low = 3
+    for fd in sorted(k for k in keep if k >= 3):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 1 << 16)
+
+
+_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+class PassThrough:
+    """The output of a training on its way to stdout, in a process of its own.
+
+    Made by :func:`start_pass_through`; :meth:`follow` then records the copy into a sink.
+    This process holds SIGINT and SIGTERM back in between (while the run is created); the
+    pass-through acts on them at once.
+    """
+
+    def __init__(self, copy_fd: int, proc: subprocess.Popen[bytes] | None, fd_in: int,
+                 fd_out: int, *, release: tuple[int | None, int | None]) -> None:
+        self.copy_fd = copy_fd
+        self.proc = proc
+        self.fd_in = fd_in
+        self.fd_out = fd_out
+        self.outcome = Outcome()
+        self._stop = _Flag()  # signum set: recording stops at once (2nd signal, pipe mode)
+        self.pid: int | None = None  # None: follow() does it all in one process
+        self._note_r = -1
+        if not hasattr(os, "fork"):  # Windows
+            return
+        note_r, note_w = os.pipe()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()  # nothing buffered here may come out twice
+            except (OSError, ValueError):
+                pass
+        signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)  # each side installs its own first
+        try:
+            pid = os.fork()
+        except OSError as exc:  # no process to spare
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
+            os.close(note_r)
+            os.close(note_w)
+            _report(exc)
+            return
+        if pid == 0:  # the pass-through
+            status = 70
+            try:
+                _close_fds_except({fd_in, fd_out, 2, copy_fd, note_w})
+                status = _pass_through(fd_in, fd_out, copy_fd, note_w,
+                                       stop_on_signals=proc is None)
+            finally:
+                os._exit(status)
+        self.pid, self._note_r = pid, note_r
+        os.close(note_w)
+        if proc is not None:
+            assert proc.stdout is not None
+            proc.stdout.close()  # the pass-through alone reads it: if it dies, caffe gets SIGPIPE
+        _release(*release)
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        name = signal.Signals(signum).name
+        if self.proc is not None:
+            self.outcome.signal = name
+        elif self.outcome.signal is None:
+            self.outcome.signal = name
+        else:
+            self._stop.signum = signum
+        try:
+            os.kill(self.proc.pid if self.proc is not None else self.pid, signum)  # type: ignore[arg-type]
+        except ProcessLookupError:
+            pass
+
+    def follow(self, sink: Sink | None, *, nice: int = 10) -> Outcome:
+        """Feed the copy to ``sink`` (None: record nothing) until the output has ended and
+        the copy is read, then wait for the pass-through (and the command)."""
+        if self.pid is None:  # no fork
+            if self.proc is not None:
+                return run_child(self.proc, sink, fd_out=self.fd_out)
+            return run_stdin(sink, fd_in=self.fd_in, fd_out=self.fd_out)
+        outcome = self.outcome
+        previous = _install(self._on_signal)  # over em_core's, which would end the run early
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)  # what came meanwhile lands here
+        if nice:
+            try:
+                os.nice(nice)  # the training and its output first
+            except OSError:
+                pass
+        safe = _SafeSink(sink)
+        try:
+            copy_errno = _follow(self.copy_fd, self._note_r, safe, self._stop)
+        finally:
+            os.close(self._note_r)  # a pass-through still copying stops (EPIPE on its notes)
+            _, wait_status = os.waitpid(self.pid, 0)
+            _restore(previous)
+        code = os.waitstatus_to_exitcode(wait_status)
+        if code == 141:
+            outcome.signal = "SIGPIPE"
+        elif code < 0 and outcome.signal is None:
+            outcome.signal = signal.Signals(-code).name
+        elif code > 128 and outcome.signal is None:
+            outcome.signal = signal.Signals(code - 128).name
+        if self.proc is not None:
+            outcome.returncode = _wait(self.proc, 5 if code else None)
+        outcome.error = safe.error
+        if copy_errno is not None and outcome.error is None and sink is not None:
+            outcome.error = OSError(copy_errno, f"the copy of the log could not be written "
+                                                f"({os.strerror(copy_errno)}); the output went "
+                                                f"on, the run misses the rest of the log")
+        return outcome
+
+
+def start_pass_through(copy_fd: int, *, command: Sequence[str] | None = None,
+                       fd_in: int | None = None, fd_out: int | None = None) -> PassThrough:
+    """Start passing the output through (from stdin, or from ``command``, started as by
+    :func:`start_child`) to stdout in a forked process that also appends it to ``copy_fd``
+    (a file open for reading and appending).
+
+    Call :meth:`PassThrough.follow` next. When stdin/stdout are the defaults, this process's
+    own are pointed at /dev/null: whoever reads em's output sees its end as soon as the
+    pass-through has passed the last byte, however long recording takes after that.
+
+    Raises:
+        OSError: ``command`` cannot be started.
+    """
+    proc = start_child(command) if command else None
+    own_in, own_out = fd_in is None and proc is None, fd_out is None
+    fd_out = sys.stdout.fileno() if fd_out is None else fd_out
+    if proc is not None:
+        assert proc.stdout is not None
+        fd_in = proc.stdout.fileno()
+    elif fd_in is None:
+        fd_in = sys.stdin.fileno()
+    return PassThrough(copy_fd, proc, fd_in, fd_out,
+                       release=(fd_in if own_in else None, fd_out if own_out else None))
+
+
+def record(sink: Sink, copy_fd: int, *, command: Sequence[str] | None = None,
+           fd_in: int | None = None, fd_out: int | None = None, nice: int = 10) -> Outcome:
+    """Pass the output through in a child process, record it in this one.
+
+    :func:`start_pass_through` then :meth:`PassThrough.follow`: the forked pass-through
+    copies the input to stdout and appends it to ``copy_fd``; this process feeds the copy
+    to ``sink`` at its own pace, ``nice`` steps lower in CPU priority (the pass-through keeps
+    the caller's), so a slow parser never holds up the training's output. A log that
+    arrives faster than it is parsed piles up in the copy on disk.
+
+    Signals: in pipe mode, SIGINT/SIGTERM stop the pass-through (as with :func:`run_stdin`)
+    and what it had read is still recorded; a second one stops recording at once. In
+    ``run`` mode they are forwarded to the command. Without ``os.fork`` (Windows) this is
+    :func:`run_stdin` / :func:`run_child`, in one process.
+
+    Raises:
+        OSError: ``command`` cannot be started.
+    """
+    return start_pass_through(copy_fd, command=command, fd_in=fd_in,
+                              fd_out=fd_out).follow(sink, nice=nice)
+
+
+def _follow(copy_fd: int, note_r: int, safe: _SafeSink, stop: _Flag) -> int | None:
+    """Feed the copy to the sink until the pass-through has ended and the copy is read;
+    returns the errno that stopped the copy, if one did."""
+    lines = _Lines(safe)
+    offset = 0
+    open_ = True  # the pass-through has not ended
+    copy_errno = None
+    try:
+        while stop.signum is None:
+            chunk = os.pread(copy_fd, _BUFSIZE, offset) if safe.sink is not None else b""
+            if chunk:
+                offset += len(chunk)
+                lines.add(chunk)
+                continue
+            if not open_:
+                break
+            safe.call("idle")
+            notes = os.read(note_r, 4096)  # blocks until more output, or the end of it
+            if not notes:
+                open_ = False
+            elif _NOTE_FAILED in notes:
+                i = notes.index(_NOTE_FAILED)
+                copy_errno = notes[i + 1] if i + 1 < len(notes) else 0
+    finally:
+        lines.end()
+    return copy_errno
+
+
+def _release(fd_in: int | None, fd_out: int | None) -> None:
+    """Point the recorder's own stdin/stdout at /dev/null: a reader after em sees the end of
+    the output when the pass-through ends, and a writer before em gets SIGPIPE if it dies."""
+    null = os.open(os.devnull, os.O_RDWR)
+    try:
+        for fd in (fd_in, fd_out):
+            if fd is not None:
+                os.dup2(null, fd)
+    finally:
+        os.close(null)
+
+
+CONSOLE_LOG = "console.log"
+
+
+def _open_copy(parent: Any) -> tuple[int, str]:
+    """A new file for the pass-through to copy the log into, beside the runs (so that it can
+    be moved into the run directory once that exists): (descriptor, path)."""
+    import tempfile
+
+    os.makedirs(parent, exist_ok=True)
+    return tempfile.mkstemp(prefix=".console-", suffix=".log", dir=parent)
+
+
+def _create_run(em: Any, args: argparse.Namespace, command: list[str] | None,
+                hparams: Callable[[argparse.Namespace, list[str] | None], dict] | None,
+                prog: str) -> Any:
+    """The run for the log, or None (said on stderr) when it cannot be created."""
+    try:
+        initial = hparams(args, command) if hparams is not None else {}
+        return em.create_run(name=args.name, hparams=initial or None, labels=args.labels,
+                             description=args.description, auto_upload=args.upload,
+                             folder=args.folder, make_folder=args.make_folder)
+    except (OSError, ValueError, TypeError, em.EmError) as exc:
+        _say(prog, f"cannot create the run ({exc}); recording nothing")
+        return None
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -278,6 +608,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label", action="append", default=[], dest="labels",
                         help="a label for the run (repeatable)")
     parser.add_argument("--description", default="", help="free text stored with the run")
+    parser.add_argument("--no-console-log", dest="console_log", action="store_false",
+                        help=f"do not keep the log in the run directory as {CONSOLE_LOG} "
+                             f"(kept by default, byte for byte as it passed through)")
 
 
 _EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143, "SIGPIPE": 141}
@@ -307,17 +640,9 @@ def exit_code(outcome: Outcome, *, child: bool) -> int:
     return _EXIT_SIGNAL.get(outcome.signal or "", 0)
 
 
-class _Nothing:
-    def feed(self, block: bytes) -> None:
-        pass
-
-    def idle(self) -> None:
-        pass
-
-
 def pass_through_only(command: Sequence[str] | None) -> int:
     """em cannot record (bad options, no run): still pass the output through untouched."""
-    outcome = run_child(command, _Nothing()) if command else run_stdin(_Nothing())
+    outcome = run_child(command, None) if command else run_stdin(None)
     return exit_code(outcome, child=command is not None)
 
 
@@ -336,9 +661,11 @@ def command_main(argv: Sequence[str] | None, *, prog: str, description: str,
     """The body of ``em caffe`` and ``em mxnet``: options, run, pipe, status, exit code.
 
     ``argv`` is either options (pipe mode: stdin to stdout) or ``run [options] -- COMMAND``.
-    A bad option in pipe mode, or a run that cannot be created, still passes the output
-    through (recording nothing). The recorder's exceptions are reported with
-    ``em.handle_problem`` after the whole output went through.
+    The pass-through starts before the run is created (:func:`start_pass_through`), and the
+    log it copies becomes ``console.log`` in the run directory (unless
+    ``--no-console-log``). A bad option in pipe mode, or a run that cannot be created, still
+    passes the output through (recording nothing). The recorder's exceptions are reported
+    with ``em.handle_problem`` after the whole output went through.
     """
     args_in, command, problem = split_command(sys.argv[1:] if argv is None else argv)
     if problem:
@@ -360,25 +687,49 @@ def command_main(argv: Sequence[str] | None, *, prog: str, description: str,
         return pass_through_only(None) or 2
 
     import em_core as em
+    from em_core.run import run_parent_dir
 
     try:
-        initial = hparams(args, command) if hparams is not None else {}
-        run = em.create_run(name=args.name, hparams=initial or None, labels=args.labels,
-                            description=args.description, auto_upload=args.upload,
-                            folder=args.folder, make_folder=args.make_folder)
-        recorder = make_recorder(run, args)
-    except (OSError, ValueError, TypeError, em.EmError) as exc:
-        _say(prog, f"cannot create the run ({exc}); recording nothing")
+        copy_fd, path = _open_copy(run_parent_dir())
+        copy_path: str | None = path
+    except OSError as exc:
+        _say(prog, f"cannot write the copy of the log ({exc}); recording nothing")
         return pass_through_only(command)
-    if command:
-        try:
-            outcome = run_child(command, recorder)
+    try:
+        try:  # the output flows from here on, whatever creating the run takes (git, ...)
+            pipe = start_pass_through(copy_fd, command=command)
         except OSError as exc:
+            assert command is not None
             _say(prog, f"cannot start {command[0]!r}: {exc}")
-            run.finish(em.Status.FAILED, error=f"cannot start {command[0]!r}: {exc}")
+            run = _create_run(em, args, command, hparams, prog)
+            if run is not None:
+                run.finish(em.Status.FAILED, error=f"cannot start {command[0]!r}: {exc}")
             return 127
-    else:
-        outcome = run_stdin(recorder)
+        run = _create_run(em, args, command, hparams, prog)
+        recorder = None
+        if run is not None:
+            try:
+                recorder = make_recorder(run, args)
+            except (OSError, ValueError, TypeError, em.EmError) as exc:
+                _say(prog, f"cannot record the run ({exc}); recording nothing")
+                run.finish(em.Status.FAILED, error=f"em could not record the log: {exc}")
+                recorder = None
+        if recorder is not None and args.console_log and getattr(run, "local", None):
+            try:
+                os.replace(path, os.path.join(run.local, CONSOLE_LOG))
+                copy_path = None
+            except OSError as exc:
+                em.handle_problem(exc, key=f"{prog}-console-log")
+        if copy_path is not None:  # not kept: gone from the folder now, from disk when closed
+            os.unlink(copy_path)
+            copy_path = None
+        outcome = pipe.follow(recorder)
+    finally:
+        os.close(copy_fd)
+        if copy_path is not None:
+            os.unlink(copy_path)
+    if recorder is None:
+        return exit_code(outcome, child=command is not None)
     try:
         recorder.finish(signal=outcome.signal, returncode=outcome.returncode,
                         error=outcome.error)
