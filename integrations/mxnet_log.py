@@ -102,23 +102,74 @@ _GLUON = re.compile(r"\[Epoch (\d+)\]\s*(.*)$")
 _GLUON_TIME = re.compile(r"\btime: ?([^\s,]+)")
 _CHECKPOINT = re.compile(r"Saved checkpoint to \"?(.+?)\"?\s*$")
 _NOT_METRICS = frozenset({"Epoch", "Batch", "Rank"})
-_FAST_BATCH = re.compile(r"Epoch\[(\d+)\](?: Rank\[(0)\])? Batch ?\[(?:\d+-)?(\d+)\]")
+# feed_bytes runs one regular expression over a whole block: Python code per line costs more
+# than the events. A match starts at the '\n' before a line with 'Epoch' (sre searches for a
+# literal far faster than it tries '^' at every character); other lines are skipped in C.
+# The usual lines are taken apart, each into what _line would make of it: rank 0 or no MPI
+# prefix, 'Epoch[N]' (group 1) at the line's first 'E' (the lookahead keeps '[^E]*' in the
+# line), optional ' Rank[0]', then
+# * a batch: 'Batch [k]' (2), Speedometer speed (3), then 'Loss[x]' (4), or three or more
+#   tab-separated tokens (5, for _batch_metrics), or one or two 'name=value' (6-9: ASCII,
+#   so that str.split() cuts the same tokens; 'Train-' dropped, which for two names is the
+#   same before or after they are de-duplicated), or nothing;
+# * or one 'Train-'/'Validation-' (10) metric (11, 12), 'Time cost=' (13), Speedometer
+#   speed (14) or 'Resetting Data Iterator' (no event).
+# Values are taken where float() reads them (feed_bytes hands the line to _line on
+# ValueError); any other line with 'Epoch' is group 15, for _line. Lines with one of
+# _RARE_WORDS are cut out beforehand: an alternation of words is tried at every character.
+_NAME = r"[!-9;<>-Z\\-~]+"  # printable ASCII but ' ', ':', '=', '['
+_VALUE = r"[-+.0-9A-Za-z_]+"  # what float() may read, and no whitespace
+_BLOCK = re.compile(r"""
+    \n(?=.*Epoch)(?:
+        (?:\[\d+,0\]<std\w+>:|(?!\[\d+,\d+\]<std\w+>:))
+        [^E]*Epoch\[([0-9]+)\](?:\ Rank\[0\]|)
+        (?:
+            \ Batch\ ?\[(?:[0-9]+-|)([0-9]+)\]
+            (?:\tSpeed:\ (VALUE)\ samples/sec|)
+            (?:\ Loss\[([^\t\n\ \]]+)\]
+              | (\t[^\t\n]*\t[^\t\n]*\t.*)
+              | \t(?!Train-=)(?:Train-)?(NAME)=(VALUE)
+                (?:\t(?!Train-=)(?:Train-)?(NAME)=(VALUE)|)
+              |
+            )
+          | [\ \t](?:(Validation-)|(?!Validation-|Train-=)(?:Train-)?)(NAME)=(VALUE)
+          | \ Time\ cost=(VALUE)
+          | \tSpeed:\ (VALUE)\ samples/sec
+          | \ Resetting\ Data\ Iterator
+        )$
+      | (.*)
+    )""".replace("NAME", _NAME).replace("VALUE", _VALUE), re.MULTILINE | re.VERBOSE)
+# What makes _line look at a line without 'Epoch' (a few lines per run or epoch)
+_RARE_WORDS = ("Namespace(", "Saved checkpoint", "Traceback")
 
 
 def _pairs(text: str, into: dict[str, float]) -> None:
     # split + partition, not a regex: lines with dozens of metrics stay linear in length,
     # and a regular expression tried at every position of a long line costs more (so do
-    # map()/methodcaller pipelines: measured)
+    # map()/methodcaller/zip pipelines: measured)
+    look = "[" in text or ":" in text  # else no name needs a look
     for token in text.split():
-        if "=" in token:
-            name, _, raw = token.partition("=")
-            if name and "[" not in name and ":" not in name:
-                try:
-                    into[name] = float(raw)
-                except ValueError:
-                    value = _number(raw.rstrip(","))
-                    if value is not None:
-                        into[name] = value
+        name, eq, raw = token.partition("=")
+        if eq and name and not (look and ("[" in name or ":" in name)):
+            try:
+                into[name] = float(raw)
+            except ValueError:
+                value = _number(raw.rstrip(","))
+                if value is not None:
+                    into[name] = value
+
+
+def _rare_lines(text: str) -> list[int]:
+    """Where the lines of ``text`` (``'\\n'``-led) with one of :data:`_RARE_WORDS` begin (at
+    their ``'\\n'``), in order, then ``len(text)``."""
+    starts: set[int] = set()
+    for word in _RARE_WORDS:
+        at = text.find(word)
+        while at >= 0:
+            starts.add(text.rfind("\n", 0, at))
+            end = text.find("\n", at)
+            at = text.find(word, end) if end >= 0 else -1
+    return [*sorted(starts), len(text)]
 
 
 def _batch_metrics(tail: str) -> dict[str, float]:
@@ -183,46 +234,61 @@ class MXNetLogParser:
         text = block.decode("utf-8", "replace")
         if "\r" in text:
             text = text.replace("\r\n", "\n")
-        lines = text.split("\n")
-        if lines and not lines[-1]:
-            lines.pop()
-        self.lines += len(lines)
+        if not text:
+            return []
+        self.lines += text.count("\n") + (text[-1] != "\n")
+        # a '\n' before every line, none after the last: where _BLOCK's matches start
+        text = "\n" + (text[:-1] if text[-1] == "\n" else text)
         out: list[MXNetEvent] = []
         handle = self._line
-        fast = self._fast_batch
-        for line in lines:
-            if "Epoch" in line or self._traceback or (
-                    "Namespace(" in line or "Saved checkpoint" in line or "Traceback" in line):
-                if self._traceback or not fast(line, out):
-                    handle(line, out)
+        lines_of = _BLOCK.finditer
+        stops = iter(_rare_lines(text))  # the lines _BLOCK must not see, then the end
+        stop = next(stops)
+        pos = 0  # the '\n' before the next line
+        while pos < len(text):
+            if self._traceback or pos == stop:  # a line for _line alone
+                end = text.find("\n", pos + 1)
+                if end < 0:
+                    end = len(text)
+                handle(text[pos + 1:end], out)
+                pos = end
+                while stop < pos:
+                    stop = next(stops)
+                continue
+            for m in lines_of(text, pos, stop):
+                (epoch, batch, speed, loss, tokens, n1, v1, n2, v2, val, name, value, tc,
+                 epoch_speed, line) = m.groups()
+                if line is None:
+                    try:
+                        if batch is None:  # an epoch line
+                            if name is not None:
+                                out.append(EpochLog(int(epoch), {}, {name: float(value)}) if val
+                                           else EpochLog(int(epoch), {name: float(value)}))
+                            elif tc is not None:
+                                out.append(EpochLog(int(epoch), time_cost=float(tc)))
+                            elif epoch_speed is not None:
+                                out.append(EpochLog(int(epoch), speed=float(epoch_speed)))
+                            continue
+                        if n1 is not None:
+                            metrics = ({n1: float(v1)} if n2 is None
+                                       else {n1: float(v1), n2: float(v2)})
+                        elif loss is not None:
+                            metrics = {"loss": float(loss)}
+                        elif tokens is None:
+                            metrics = {}
+                        elif " " in tokens or "[" in tokens or ":" in tokens:
+                            metrics = None  # maybe a 'Rank[', 'ime cost' or 'peed:' (_epoch_line's)
+                        else:
+                            metrics = _batch_metrics(tokens)
+                        if metrics is not None:
+                            out.append(BatchLog(int(epoch), int(batch), metrics,
+                                                None if speed is None else float(speed)))
+                            continue
+                    except ValueError:  # a value float() does not read: _line decides
+                        pass
+                handle(m.group()[1:], out)
+            pos = stop
         return out
-
-    def _fast_batch(self, line: str, out: list[MXNetEvent]) -> bool:
-        """The usual batch line (``Epoch[N] [Rank[0]] Batch [k]``, no time cost) with one
-        regular expression; False (nothing done) for anything :meth:`_line` must see."""
-        if line[:1] == "[":
-            mpi = _MPI.match(line)
-            if mpi is not None:
-                if mpi.group(1) != "0":
-                    return True  # only rank 0 speaks for the run
-                line = line[mpi.end():]
-        elif line.startswith("Traceback"):
-            return False
-        f = _FAST_BATCH.search(line)
-        # the match must be the line's first 'Epoch[' (which _line would take) and nothing
-        # _epoch_line treats specially may follow
-        if (f is None or line.find("Epoch[") != f.start() or "ime cost" in line
-                or line.count("Rank[") != (f.group(2) is not None)):
-            return False
-        tail = line[f.end():]
-        speed = None
-        if "peed:" in tail:
-            sp = _SPEED.search(tail)
-            if sp is not None:
-                speed = _number(sp.group(1))
-        metrics = _batch_metrics(tail)
-        out.append(BatchLog(int(f.group(1)), int(f.group(3)), metrics, speed))
-        return True
 
     def _line(self, line: str, out: list[MXNetEvent]) -> None:
         if self._traceback:
@@ -275,7 +341,7 @@ class MXNetLogParser:
             out.append(BatchLog(epoch, int(b.group(1)), metrics,
                                 _number(speed.group(1)) if speed else None, time_cost))
             return
-        found = {}
+        found: dict[str, float] = {}
         _pairs(rest, found)
         ep = EpochLog(epoch, time_cost=time_cost,
                       speed=_number(speed.group(1)) if speed else None)
@@ -289,10 +355,11 @@ class MXNetLogParser:
 
     def _gluon(self, epoch: int, rest: str, out: list[MXNetEvent]) -> None:
         ev = GluonEpochLog(epoch)
-        speed = _SPEED.search(rest)
+        speed = _SPEED.search(rest) if "peed:" in rest else None  # cheap tests first
         if speed is not None:
             ev.speed = _number(speed.group(1))
-        tc = _TIME_COST.search(rest) or _GLUON_TIME.search(rest)
+        tc = ((_TIME_COST.search(rest) if "ime cost" in rest else None)
+              or (_GLUON_TIME.search(rest) if "time:" in rest else None))
         if tc is not None:
             ev.time_cost = _number(tc.group(1))
         found: dict[str, float] = {}
