@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from datetime import datetime
+from functools import lru_cache
 
 from .._logstream import parse_number as _number
 from ._events import (
@@ -60,9 +61,87 @@ _ITER_IN_PATH = re.compile(r"_iter_(\d+)\.")
 _FATAL = re.compile(_PREFIX + r"F\d{4} ")
 _fromiso = datetime.fromisoformat
 # The usual glog stamp, ASCII digits in fixed places: parsed by datetime.fromisoformat (C)
-_STAMP = re.compile(r"[IWEF](\d\d)(\d\d) (\d\d:\d\d:\d\d\.\d{6})", re.ASCII)
+_STAMP = re.compile(r"[IWEF](\d{4}) (\d\d:\d\d:\d\d\.\d{6})", re.ASCII)
 # First letters of the rare messages and of rank prefixes: most lines fail this one test
 _RARE_FIRST = "".join(sorted({s[0] for s in _RARE_STARTS})) + "[("
+
+# The block path (CaffeLogParser._feed_block) reads runs of training display blocks (a loss
+# line, its 'Train net output' lines, its lr line) with a pattern made for the output names of
+# the run (_block_template), the other training and test lines one by one. Each pattern takes
+# a line only in a form where it gives what the per-line code gives: a glog stamp first (no
+# line can be joined to it), names without '=', values and weights without blanks, no '=' or
+# '#' in the '(...)' of a loss line, nothing after a loss value, no '#' (no 'net output #')
+# after an lr value or a test net, and for a lone line no space in the glog head (so no
+# 'net output #', 'loss = ', ', lr = ' nor 'Iteration N, ...' before the message). In a run,
+# '[^\]]*' (cheaper than a class that also excludes '\n') takes the head of a line after the
+# loss line: the line endings and mentions of 'Iteration' and 'net output' are counted.
+_GLOG_HEAD = r"[IWEF]([0-9]{4}) ([0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}) +[^ ]+ [^ ]+\] "
+_RUN_HEAD = r"[IWEF][0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2}\.[^\]]*\] "
+_LOSS_TAIL = r"(?: \(((?:([^\s,(]+) iter/s)?[^)=#\n]*)\))?, loss = ([^\s,]+)"
+_LR_TAIL = r", lr = ([^\s,]+)[^#\n]*"
+# groups: 1 month and day, 2 clock, 3 iteration, 4 '(...)', 5 its iter/s, 6 loss
+_LOSS_LINE = _GLOG_HEAD + r"Iteration (\d+)" + _LOSS_TAIL + r"\n"
+_OUTPUT = r"\d+: ([^=]+) = (\S+)(?: \(\* (\S+) = \S+ loss\))?"
+# A display block in general, to learn the names of its outputs: 7 its output lines
+_BLOCK = re.compile(_LOSS_LINE + r"((?:" + _RUN_HEAD + r"    Train net output #[^\n]*\n)*)"
+                    + _RUN_HEAD + r"Iteration \d+" + _LR_TAIL + r"(?:\n|\Z)")
+_OUTPUTS = re.compile(r"\]     Train net output #" + _OUTPUT + r"\n")  # in _BLOCK group 7
+# One line: groups 1-6 as _LOSS_LINE, 7 lr, 8 test net; or the rest of an output line
+_ITER_LINE = re.compile(_GLOG_HEAD + r"Iteration (\d+)(?:" + _LOSS_TAIL + r"|" + _LR_TAIL
+                        + r"|, Testing net \(#(\d+)\)[^=#\n]*)")
+_LINE_LOSS, _LINE_LR = 6, 7  # lastindex of _ITER_LINE for a loss line and an lr line
+_OUTPUT_REST = re.compile(_OUTPUT)  # after 'net output #', to the end of the line
+# After a '] ': an output line (1: Train or Test), a loss line (2), another 'Iteration' line
+# (3), or (no group) a message that may be a rare one: every line that the per-line code does
+# not skip has one of these, or mentions 'Iteration' or 'net output', or starts with
+# _ODD_FIRST, or is as wide as wrap_width.
+_SCAN = re.compile(r"\] (?:    (Train|Test) net output #|I(?:(teration \d+(?:, loss| \())"
+                   r"|(teration ))|" + "|".join(  # the rare starts by first letter: fewer tries
+                       re.escape(first) + "(?:" + "|".join(re.escape(start[1:]) for start in
+                                                          _RARE_STARTS if start[0] == first) + ")"
+                       for first in sorted({start[0] for start in _RARE_STARTS}))
+                   + r"|[\[(\n]|\Z)")
+_ODD_FIRST = "*LF\x1b["  # first characters of lines the per-line code may not skip
+_NEXT_GLOG = re.compile(r"\n(?=" + _GLOG_START.pattern + ")")  # ends a solver parameter dump
+_MIN_BLOCK_LINES = 8  # fewer lines go to the per-line code: scanning would cost more
+
+
+@lru_cache(maxsize=32)
+def _block_template(layout: tuple[tuple[str, bool], ...]
+                    ) -> tuple[re.Pattern[str], tuple[tuple[str, int, int], ...]]:
+    """A pattern for a display block whose output lines are ``layout`` (name, with a loss
+    weight), in this order, with its line ending; and where their values are: (name, index
+    in ``groups()``, index of the weight or 0). Groups 1-6 are those of _LOSS_LINE, the last
+    one the lr."""
+    lines = []
+    where = []
+    index = 6
+    for name, weighted in layout:
+        lines.append(_RUN_HEAD + r"    Train net output #\d+: " + re.escape(name)
+                     + (r" = (\S+) \(\* (\S+) = \S+ loss\)\n" if weighted else r" = (\S+)\n"))
+        where.append((name, index, index + 1 if weighted else 0))
+        index += 2 if weighted else 1
+    return (re.compile(_LOSS_LINE + "".join(lines) + _RUN_HEAD + r"Iteration \d+" + _LR_TAIL
+                       + r"(?:\n|\Z)"), tuple(where))
+
+
+def _iter_per_s(extra: str | None, rate: str | None) -> float | None:
+    """Iterations per second from the '(...)' of a loss line, ``rate`` when it starts so."""
+    if rate is not None:
+        return _number(rate)
+    if extra and "iter/s" in extra:
+        found = _RATE.search(extra)
+        if found is not None:
+            return _number(found.group(1))
+    return None
+
+
+@lru_cache(maxsize=8)
+def _line_marks(wrap_width: int) -> re.Pattern[str]:
+    """The '\\n' that ends a line of exactly ``wrap_width`` characters or starts a line the
+    per-line code may not skip for its first character ('F', '*', 'L', '[', ESC)."""
+    wrapped = f"(?<=\\n[^\\n]{{{wrap_width}}}\\n)|" if wrap_width > 0 else ""
+    return re.compile(r"\n(?:" + wrapped + r"(?=[*LF\x1b\[]))")
 
 
 class CaffeLogParser:
@@ -96,6 +175,8 @@ class CaffeLogParser:
         self._params_time: datetime | None = None
         self._in_session = False  # a Solving line was seen and no iteration since
         self._finished = False
+        self._dates: dict[str, tuple[int, int, str]] = {}  # see _date
+        self._template: tuple[re.Pattern[str], tuple[tuple[str, int, int], ...]] | None = None
         self.lines = 0
 
     # ---------------------------------------------------------------- public API
@@ -126,35 +207,12 @@ class CaffeLogParser:
         out: list[CaffeEvent] = []
         if "\r" in text:
             text = text.replace("\r\n", "\n")
-        lines = text.split("\n")
-        if lines and not lines[-1]:
-            lines.pop()
-        self.lines += len(lines)
-        wrap = self.wrap_width
-        hot = self._hot
-        # a held (wrapped) line or a solver parameter dump in progress: every line to _slow
-        ctx = self._held is not None or self._params is not None
-        for line in lines:
-            if ctx or len(line) == wrap:
-                self._slow(line, out)
-                ctx = self._held is not None or self._params is not None
-            elif "Iteration" in line or "net output" in line:
-                hot(line, out)  # never starts a parameter dump nor holds a line
-            else:
-                i = line.find("] ")
-                if i >= 0:
-                    c = line[i + 2:i + 3]
-                    if c in _RARE_FIRST and (c in "[(" or line.startswith(_RARE_STARTS, i + 2)):
-                        self._rare(line, out)
-                    elif line[:1] in "F\x1b[":
-                        self._maybe_fatal(line, out)
-                    else:
-                        continue
-                elif line[:1] in "*LF\x1b[":
-                    self._rare(line, out)
-                else:
-                    continue
-                ctx = self._params is not None
+        if not self._feed_block(text, out):
+            lines = text.split("\n")
+            if not lines[-1]:
+                lines.pop()
+            self.lines += len(lines)
+            self._feed_lines(lines, out)
         return out
 
     def flush(self) -> list[CaffeEvent]:
@@ -185,6 +243,289 @@ class CaffeLogParser:
         return self._iteration
 
     # ---------------------------------------------------------------- internals
+    def _feed_lines(self, lines: list[str], out: list[CaffeEvent]) -> None:
+        """The per-line code, the reference for :meth:`_feed_block`: each line gets a few
+        cheap substring tests before any regular expression runs."""
+        wrap = self.wrap_width
+        hot = self._hot
+        # a held (wrapped) line or a solver parameter dump in progress: every line to _slow
+        ctx = self._held is not None or self._params is not None
+        for line in lines:
+            if ctx or len(line) == wrap:
+                self._slow(line, out)
+                ctx = self._held is not None or self._params is not None
+            elif "Iteration" in line or "net output" in line:
+                hot(line, out)  # never starts a parameter dump nor holds a line
+            else:
+                i = line.find("] ")
+                if i >= 0:
+                    c = line[i + 2:i + 3]
+                    if c in _RARE_FIRST and (c in "[(" or line.startswith(_RARE_STARTS, i + 2)):
+                        self._rare(line, out)
+                    elif line[:1] in "F\x1b[":
+                        self._maybe_fatal(line, out)
+                    else:
+                        continue
+                elif line[:1] in "*LF\x1b[":
+                    self._rare(line, out)
+                else:
+                    continue
+                ctx = self._params is not None
+
+    def _feed_block(self, text: str, out: list[CaffeEvent]) -> bool:
+        """Parse the lines of ``text`` as :meth:`_feed_lines` would, faster.
+
+        ``_SCAN`` finds the lines whose message matters: a run of training display blocks
+        is read by :meth:`_blocks`, another training or test line in its usual form by
+        ``_ITER_LINE`` or ``_OUTPUT_REST``. The lines between those are skipped but for the
+        ones :meth:`_gap` finds; these, the first line, a line the scan finds in another form
+        (a rare message, an unusual training line) and the lines after them while a wrapped
+        line or a parameter dump is open go to :meth:`_feed_lines`. Returns False, having
+        done nothing, for text with ANSI codes or of a few lines.
+        """
+        end = len(text)
+        n = text.count("\n")
+        if text[-1:] != "\n":
+            n += 1  # a last line without its line ending
+        if n < _MIN_BLOCK_LINES or "\x1b" in text:
+            return False
+        self.lines += n
+        wrap = self.wrap_width
+        number = _number
+        scan = _SCAN.search
+        find = text.find
+        done = pos = self._lines_from(text, 0, end, out)  # text before done is parsed
+        while pos < end:
+            m = scan(text, pos, end)
+            line_start = end if m is None else text.rfind("\n", 0, m.start()) + 1
+            if pos < line_start:
+                done = self._gap(text, max(pos, done), line_start, done, out)
+            if m is None:
+                break
+            at = m.start()
+            line_end = find("\n", at, end)
+            if line_end < 0:
+                line_end = end
+            pos = line_end + 1
+            if line_start < done:  # read by the per-line code (a wrapped line, a dump)
+                pos = max(pos, done)
+                continue
+            kind = m.lastindex
+            if kind == 2 and (run_end := self._blocks(text, line_start, out)):
+                pos = run_end
+                continue
+            if line_end - line_start != wrap:
+                if kind == 2 or kind == 3:  # 'Iteration N'
+                    single = _ITER_LINE.fullmatch(text, line_start, line_end)
+                    if single is not None:
+                        self._iteration_line(single, text, line_start, out)
+                        continue
+                elif kind == 1 and find("net output #", line_start, at) < 0:
+                    single = _OUTPUT_REST.fullmatch(text, m.end(), line_end)
+                    if single is not None:  # '    Train net output #0: loss = 0.5 (* 1 = ...)'
+                        name, raw, weight = single.groups()
+                        try:
+                            value = float(raw)
+                        except ValueError:
+                            value = number(raw)  # type: ignore[assignment]
+                            if value is None:
+                                continue
+                        if m[1] == "Train":
+                            row = self._train
+                            if row is None:
+                                row = self._train = TrainIteration(
+                                    self._iteration, time=self._time(text[line_start:line_end]))
+                        else:
+                            row = self._test
+                            if row is None:
+                                row = self._test = TestResult(
+                                    self._iteration, time=self._time(text[line_start:line_end]))
+                        row.outputs[name] = value
+                        if weight is not None:
+                            try:
+                                row.weights[name] = float(weight)
+                            except ValueError:
+                                w = number(weight)
+                                if w is not None:
+                                    row.weights[name] = w
+                        continue
+            # a message that may be a rare one, a training line in an unusual form
+            done = self._lines_from(text, line_start, end, out)
+            pos = max(pos, done)
+        return True
+
+    def _gap(self, text: str, start: int, stop: int, done: int, out: list[CaffeEvent]) -> int:
+        """The lines in ``text[start:stop]`` that the scan of :meth:`_feed_block` skipped:
+        those that matter go to the per-line code; returns where parsed text ends."""
+        if start >= stop:
+            return done
+        if text.find("Iteration", start, stop) >= 0 or text.find("net output", start, stop) >= 0:
+            return self._lines_between(text, start, stop, out)
+        wrap = self.wrap_width
+        for m in _line_marks(wrap).finditer(text, start - 1, stop):
+            at = m.start()  # a line ending
+            if at - wrap >= done and text.rfind("\n", 0, at) == at - wrap - 1:
+                done = self._lines_from(text, at - wrap, len(text), out)  # ends a wrapped line
+            if at + 1 >= done and at + 1 < stop and text[at + 1] in _ODD_FIRST:
+                done = self._lines_from(text, at + 1, len(text), out)
+        return done
+
+    def _blocks(self, text: str, start: int, out: list[CaffeEvent]) -> int:
+        """The run of training display blocks at ``text[start:]``, if there is one: returns
+        where it ends, or 0."""
+        template = self._template
+        blocks = list(iter(template[0].scanner(text, start).match, None)) if template else []
+        if not blocks:
+            generic = _BLOCK.match(text, start)
+            if generic is None:
+                return 0
+            template = self._template = _block_template(tuple(
+                (name, bool(weight))
+                for name, _, weight in _OUTPUTS.findall(text, *generic.span(7))))
+            blocks = list(iter(template[0].scanner(text, start).match, None))
+            if not blocks:
+                return 0
+        where = template[1]
+        size = len(where)
+        stop = blocks[-1].end()
+        last = stop - 1 if text[stop - 1] == "\n" else stop  # end of the last line
+        if last - text.rfind("\n", 0, last) - 1 == self.wrap_width:
+            # the last lr line may be wrapped: it goes to the per-line code
+            blocks.pop()
+            if not blocks:
+                return 0
+            stop = blocks[-1].end()
+            last = stop - 1
+        # each line stayed on its line, no mention of 'Iteration' or 'net output' but those
+        count = text.count
+        if (count("\n", start, last) != len(blocks) * (size + 2) - 1
+                or count("net output", start, stop) != len(blocks) * size
+                or count("Iteration", start, stop) != len(blocks) * 2):
+            return 0
+        self._close_rows(out)  # what the first loss line closes
+        number = _number
+        day = None
+        for block in blocks:
+            groups = block.groups()
+            mmdd, clock, it, extra, rate, raw = groups[:6]
+            if mmdd != day:  # the next day, or the first block
+                day = mmdd
+                month, date = self._day(mmdd)
+            try:
+                time = _fromiso(date + clock)
+            except ValueError:  # a day that does not exist, a year not of 4 digits
+                at = block.start()
+                time = self._make_time(month, int(mmdd[2:]), text[at:at + 21])
+            try:
+                loss: float | None = float(raw)
+            except ValueError:
+                loss = number(raw)
+            outputs: dict[str, float] = {}
+            weights: dict[str, float] = {}
+            for name, at, weight_at in where:
+                raw = groups[at]
+                try:
+                    outputs[name] = float(raw)
+                except ValueError:
+                    value = number(raw)
+                    if value is None:
+                        continue  # the per-line code skips the line, loss weight included
+                    outputs[name] = value
+                if weight_at:
+                    raw = groups[weight_at]
+                    try:
+                        weights[name] = float(raw)
+                    except ValueError:
+                        value = number(raw)
+                        if value is not None:
+                            weights[name] = value
+            raw = groups[-1]
+            try:
+                lr: float | None = float(raw)
+            except ValueError:
+                lr = number(raw)
+            out.append(TrainIteration(int(it), loss, outputs, weights, lr,
+                                      _iter_per_s(extra, rate) if extra else None, time))
+        self._iteration = int(it)
+        self._in_session = False
+        return last + 1
+
+    def _iteration_line(self, m: re.Match[str], text: str, start: int,
+                        out: list[CaffeEvent]) -> None:
+        """A loss, lr or 'Testing net' line that ``_ITER_LINE`` matched at ``text[start:]``."""
+        last = m.lastindex
+        if last == _LINE_LR:  # 'Iteration N, lr = X'
+            raw = m[last]
+            try:
+                lr: float | None = float(raw)
+            except ValueError:
+                lr = _number(raw)
+            row = self._train
+            self._train = None
+            if self._test is not None:
+                out.append(self._test)
+                self._test = None
+            if row is None:  # its block was already closed: a record of its own
+                row = TrainIteration(int(m[3]), time=self._clock(m[1], m[2], text, start))
+            row.lr = lr
+            out.append(row)
+        elif last == _LINE_LOSS:  # 'Iteration N (...), loss = X'
+            if self._train is not None:
+                out.append(self._train)
+            if self._test is not None:
+                out.append(self._test)
+                self._test = None
+            raw = m[last]
+            try:
+                loss: float | None = float(raw)
+            except ValueError:
+                loss = _number(raw)
+            iteration = self._iteration = int(m[3])
+            self._in_session = False
+            self._train = TrainIteration(iteration, loss, {}, {}, None, _iter_per_s(m[4], m[5]),
+                                         self._clock(m[1], m[2], text, start))
+        else:  # 'Iteration N, Testing net (#k)'
+            self._close_rows(out)
+            iteration = self._iteration = int(m[3])
+            self._in_session = False
+            self._test = TestResult(iteration, int(m[last]),
+                                    time=self._clock(m[1], m[2], text, start))
+
+    def _lines_between(self, text: str, start: int, stop: int, out: list[CaffeEvent]) -> int:
+        """The per-line code for the lines in ``text[start:stop]``, and on while a wrapped
+        line or a parameter dump is open; returns where the next line starts."""
+        lines = text[start:stop].split("\n")
+        if not lines[-1]:
+            lines.pop()
+        self._feed_lines(lines, out)
+        if self._held is None and self._params is None:
+            return stop
+        return self._lines_from(text, stop, len(text), out)
+
+    def _lines_from(self, text: str, start: int, end: int, out: list[CaffeEvent]) -> int:
+        """The per-line code from the line at ``start`` on, until no wrapped line nor solver
+        parameter dump is open (one line at least); returns where the next line starts."""
+        while start < end:
+            if start and self._params is not None and self._held is None:
+                # the lines of a parameter dump up to the next glog line, at once
+                glog = _NEXT_GLOG.search(text, start - 1, end)
+                stop = glog.start() + 1 if glog is not None else end
+                lines = text[start:stop].split("\n")
+                if not lines[-1]:
+                    lines.pop()
+                if lines and self.wrap_width not in map(len, lines):
+                    self._params.extend(lines)
+                    start = stop
+                    continue
+            stop = text.find("\n", start, end)
+            if stop < 0:
+                stop = end
+            self._feed_lines([text[start:stop]], out)
+            start = stop + 1
+            if self._held is None and self._params is None:
+                break
+        return start
+
     def _slow(self, line: str, out: list[CaffeEvent]) -> None:
         """Lines that need context: wrapped ones and the solver parameter dump."""
         if self._held is not None:
@@ -218,15 +559,33 @@ class CaffeLogParser:
     def _time(self, text: str) -> datetime | None:
         m = _STAMP.match(text)
         if m is not None:
-            month = int(m[1])
-            if month < self._last_month:
-                self.year += 1
-            self._last_month = month
-            try:
-                return _fromiso(f"{self.year:04d}-{m[1]}-{m[2]}T{m[3]}")
-            except ValueError:  # a day that does not exist, a year not of 4 digits
-                return self._make_time(month, int(m[2]), text)
+            return self._clock(m[1], m[2], text, 0)
         return self._time_slow(text)
+
+    def _clock(self, mmdd: str, clock: str, text: str, start: int) -> datetime | None:
+        """The time of the glog stamp at ``text[start:]``: month and day ``mmdd``, ``clock``
+        'HH:MM:SS.ffffff'."""
+        month, date = self._day(mmdd)
+        try:
+            return _fromiso(date + clock)
+        except ValueError:  # a day that does not exist, a year not of 4 digits
+            return self._make_time(month, int(mmdd[2:]), text[start:start + 21])
+
+    def _day(self, mmdd: str) -> tuple[int, str]:
+        """The month of ``mmdd`` and its ISO date ('2016-08-14T') this year; the year
+        advances when the month goes backwards."""
+        date = self._dates.get(mmdd)
+        if date is None or date[0] != self.year:
+            date = self._dates[mmdd] = self._date(mmdd)
+        month = date[1]
+        if month < self._last_month:
+            self.year += 1
+            date = self._dates[mmdd] = self._date(mmdd)
+        self._last_month = month
+        return month, date[2]
+
+    def _date(self, mmdd: str) -> tuple[int, int, str]:
+        return self.year, int(mmdd[:2]), f"{self.year:04d}-{mmdd[:2]}-{mmdd[2:]}T"
 
     def _make_time(self, month: int, day: int, text: str) -> datetime | None:
         try:

@@ -21,15 +21,16 @@ class PrototxtError(ValueError):
 
 
 # Leading blanks are part of each match (half as many matches); at the very end they match
-# alone, with no group (lastgroup None).
+# alone, with no group. A character that starts no token is 'bad'.
 _TOKEN = re.compile(r"""
     [ \t\r\f\v]*
     (?:
-    (?P<nl>\n)
-  | (?P<comment>\#[^\n]*)
-  | (?P<str>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')
-  | (?P<punct>[{}<>:;,\[\]])
-  | (?P<word>[^\s{}<>:;,\[\]"'#]+)
+    (\n)
+  | (\#[^\n]*)
+  | ("(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')
+  | ([{}<>:;,\[\]])
+  | ([^\s{}<>:;,\[\]"'#]+)
+  | (.)
   | \Z
     )
 """, re.VERBOSE)
@@ -79,22 +80,19 @@ def _scalar(word: str) -> Any:
 
 
 def _tokenize(text: str, source: str) -> list[tuple[str, str, int]]:
-    # finditer skips what matches nothing: a gap between two matches is the error
-    tokens, line, pos = [], 1, 0
+    tokens, line = [], 1
     append = tokens.append
-    for m in _TOKEN.finditer(text):
-        if m.start() != pos:
-            break
-        kind = m.lastgroup
-        if kind == "nl":
+    for nl, _, string, punct, word, bad in _TOKEN.findall(text):
+        if word:
+            append(("word", word, line))
+        elif punct:
+            append(("punct", punct, line))
+        elif nl:
             line += 1
-        elif kind is not None and kind != "comment":
-            append((kind, m.group(kind), line))
-        pos = m.end()
-    if pos < len(text):
-        while text[pos] in " \t\r\f\v":  # blanks before the bad character matched
-            pos += 1
-        raise PrototxtError(f"{source}, line {line}: unexpected character {text[pos]!r}")
+        elif string:
+            append(("str", string, line))
+        elif bad:
+            raise PrototxtError(f"{source}, line {line}: unexpected character {bad!r}")
     return tokens
 
 
