@@ -14,9 +14,12 @@
    against ``cat`` (median over --lines round trips). ``--slow-ms`` spaces the lines out the
    way a real Caffe prints them (a few per second), so that every line meets an idle pipe.
 3. Pipe wall time for a log of --size-mb MiB made by repeating the Caffe corpus (written to
-   a temporary folder, never into the repository): ``cat log | X >/dev/null`` with X =
-   ``cat``, the pass-through alone (no parsing), and ``em caffe`` (parse and record);
-   median over --pipe-repeat runs.
+   a temporary folder, never into the repository): ``cat log | X | cat >/dev/null`` with
+   X = ``cat``, the pass-through alone (no parsing), and ``em caffe`` (parse and record);
+   two times each, median over --pipe-repeat runs: until the log has flowed through (the
+   producer has written all of it and the consumer has seen its end: what a training
+   writing into the pipe, and whoever reads after em, wait for), and until X has exited
+   (for em caffe: the run is recorded).
 
 The load average is printed with every figure.
 """
@@ -30,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -132,10 +136,32 @@ def latency(command: list[str], lines: list[bytes], env: dict[str, str],
     return statistics.median(samples) * 1e6
 
 
-def pipe_wall(big: str, consumer: str, env: dict[str, str]) -> float:
+def pipe_wall(big: str, command: list[str], env: dict[str, str]) -> tuple[float, float, float]:
+    """``cat big | command | cat > /dev/null``: seconds until (the log has flowed through:
+    the producer has written it all and the consumer has read it all and seen its end,
+    ``command`` has exited)."""
     t0 = time.perf_counter()
-    subprocess.run(f"cat {big} | {consumer} > /dev/null", shell=True, check=True, env=env)
-    return time.perf_counter() - t0
+    producer = subprocess.Popen(["cat", big], stdout=subprocess.PIPE)
+    middle = subprocess.Popen(command, stdin=producer.stdout, stdout=subprocess.PIPE, env=env)
+    consumer = subprocess.Popen(["cat"], stdin=middle.stdout, stdout=subprocess.DEVNULL)
+    assert producer.stdout is not None and middle.stdout is not None
+    producer.stdout.close()
+    middle.stdout.close()
+    ends: dict[str, float] = {}
+
+    def wait(name: str, proc: subprocess.Popen) -> None:
+        proc.wait()
+        ends[name] = time.perf_counter() - t0
+
+    threads = [threading.Thread(target=wait, args=item)
+               for item in (("producer", producer), ("middle", middle), ("consumer", consumer))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for proc in (producer, middle, consumer):
+        assert proc.returncode == 0, (command, proc.returncode)
+    return max(ends["producer"], ends["consumer"]), ends["middle"], ends["consumer"]
 
 
 def pipes(args: argparse.Namespace, tmp: str) -> None:
@@ -168,20 +194,22 @@ def pipes(args: argparse.Namespace, tmp: str) -> None:
     size = os.path.getsize(big)
     n_lines = corpus.count(b"\n") * (size // len(corpus))
     subprocess.run(f"cat {big} > /dev/null", shell=True, check=True)  # page cache
-    passthru = (f"{sys.executable} -c 'import sys; from integrations._logstream import "
-                f"pass_through_only as p; sys.exit(p(None))'")
-    consumers = {"cat": "cat", "pass-through only": passthru,
-                 "em caffe": f"{sys.executable} -m integrations.caffe --name big"}
-    walls: dict[str, list[float]] = {k: [] for k in consumers}
+    passthru = [sys.executable, "-c", "import sys; from integrations._logstream import "
+                "pass_through_only as p; sys.exit(p(None))"]
+    commands = {"cat": ["cat"], "pass-through only": passthru,
+                "em caffe": [sys.executable, "-m", "integrations.caffe", "--name", "big"]}
+    walls: dict[str, list[tuple[float, float, float]]] = {k: [] for k in commands}
     for _ in range(args.pipe_repeat):
-        for name, consumer in consumers.items():
-            walls[name].append(pipe_wall(big, consumer, env))
-    w = {k: statistics.median(v) for k, v in walls.items()}
-    print(f"pipe wall time, {size / 2**20:.0f} MiB ({n_lines:,} lines), median of "
-          f"{args.pipe_repeat}: cat {w['cat']:.2f} s, pass-through only "
-          f"{w['pass-through only']:.2f} s ({w['pass-through only'] / w['cat']:.2f}x), "
-          f"em caffe {w['em caffe']:.2f} s ({w['em caffe'] / w['cat']:.1f}x, "
-          f"{n_lines / w['em caffe']:,.0f} lines/s; {load()})", flush=True)
+        for name, command in commands.items():
+            walls[name].append(pipe_wall(big, command, env))
+    print(f"pipe, {size / 2**20:.0f} MiB ({n_lines:,} lines), median of {args.pipe_repeat} "
+          f"({load()}):", flush=True)
+    cat = statistics.median(x[0] for x in walls["cat"])
+    for name, samples in walls.items():
+        flowed = statistics.median(x[0] for x in samples)
+        ended = statistics.median(x[1] for x in samples)
+        print(f"  {name:18} log through {flowed:6.2f} s ({flowed / cat:4.2f}x cat), "
+              f"exits after {ended:6.2f} s ({n_lines / ended:,.0f} lines/s)", flush=True)
 
 
 def main() -> None:
