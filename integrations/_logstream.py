@@ -333,10 +333,11 @@ def _pass_through(fd_in: int, fd_out: int, copy_fd: int, note_fd: int, *,
         _install(signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
     _widen_pipe(fd_in, _BUFSIZE)
+    _widen_pipe(fd_out, _BUFSIZE)
     os.set_blocking(note_fd, False)
-    copying = True
     try:
-        while chunk := _read(fd_in, _BUFSIZE, flag):
+        ended, copying = _tee_loop(fd_in, fd_out, copy_fd, note_fd, flag)
+        while not ended and (chunk := _read(fd_in, _BUFSIZE, flag)):
             _write_all(fd_out, chunk)  # the output first: the copy can wait, stdout not
             if copying:
                 copying = _append(copy_fd, note_fd, chunk)
@@ -347,17 +348,92 @@ def _pass_through(fd_in: int, fd_out: int, copy_fd: int, note_fd: int, *,
     return 0
 
 
+def _tee_loop(fd_in: int, fd_out: int, copy_fd: int, note_fd: int,
+              flag: _Flag) -> tuple[bool, bool]:
+    """The pass-through without copying through this process (Linux, stdin and stdout both
+    pipes): tee(2) puts the input's pages on stdout, then splice(2) moves them into the
+    copy, so each byte is copied once in the kernel where ``cat`` copies it twice.
+
+    Returns (the input ended, still copying); (False, True) at once when tee(2) cannot be
+    used here, and (False, False) after the copy failed: the plain loop takes over.
+    """
+    tee = _libc_tee() if hasattr(os, "splice") else None
+    if tee is None or not (_is_pipe(fd_in) and _is_pipe(fd_out)):
+        return False, True
+    import ctypes
+    import errno
+
+    first = True
+    while True:
+        # The signal handler only takes note here (flag.reading stays False): a signal
+        # interrupts a blocked tee(2) with EINTR, and bytes tee(2) has put on stdout
+        # still go into the copy before the next check stops the loop.
+        flag.check()
+        n = tee(fd_in, fd_out, _BUFSIZE, 0)
+        err = ctypes.get_errno() if n < 0 else 0
+        if n == 0:
+            return True, True
+        if n < 0:
+            if err == errno.EINTR:
+                continue
+            if err == errno.EPIPE:
+                raise BrokenPipeError(err, os.strerror(err))
+            if first:  # EINVAL and the like: not for these descriptors after all
+                return False, True
+            raise OSError(err, os.strerror(err))
+        first = False
+        if not _splice_all(fd_in, copy_fd, note_fd, n):
+            return False, False
+
+
+def _splice_all(fd_in: int, copy_fd: int, note_fd: int, n: int) -> bool:
+    """Move ``n`` bytes (already on stdout) from the input into the copy and note them;
+    False (the bytes taken off the input all the same) once the copy or the recorder is gone."""
+    left = n
+    try:
+        while left:
+            left -= os.splice(fd_in, copy_fd, left)
+    except OSError as exc:
+        while left:  # already passed through: only the copy misses them
+            left -= len(os.read(fd_in, left))
+        _note_failure(note_fd, exc)
+        return False
+    return _note(note_fd)
+
+
+def _libc_tee() -> Callable[[int, int, int, int], int] | None:
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        tee = libc.tee
+    except (OSError, AttributeError, ImportError):
+        return None
+    tee.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_size_t, ctypes.c_uint]
+    tee.restype = ctypes.c_ssize_t
+    return tee
+
+
+def _is_pipe(fd: int) -> bool:
+    import stat
+
+    try:
+        return stat.S_ISFIFO(os.fstat(fd).st_mode)
+    except OSError:
+        return False
+
+
 def _append(copy_fd: int, note_fd: int, chunk: bytes) -> bool:
     """Append ``chunk`` to the copy and note it; False once the copy or the recorder is gone."""
     try:
         _write_all(copy_fd, chunk)
-    except OSError as exc:  # e.g. a full disk: the recorder says so, the output goes on
-        try:
-            os.set_blocking(note_fd, True)
-            os.write(note_fd, _NOTE_FAILED + bytes([(exc.errno or 0) % 256]))
-        except OSError:
-            pass
+    except OSError as exc:
+        _note_failure(note_fd, exc)
         return False
+    return _note(note_fd)
+
+
+def _note(note_fd: int) -> bool:
     try:
         os.write(note_fd, _NOTE_DATA)
     except BlockingIOError:
@@ -365,6 +441,15 @@ def _append(copy_fd: int, note_fd: int, chunk: bytes) -> bool:
     except OSError:  # the recorder died: nobody reads the copy any more
         return False
     return True
+
+
+def _note_failure(note_fd: int, exc: OSError) -> None:
+    """E.g. a full disk: the recorder says so, the output goes on."""
+    try:
+        os.set_blocking(note_fd, True)
+        os.write(note_fd, _NOTE_FAILED + bytes([(exc.errno or 0) % 256]))
+    except OSError:
+        pass
 
 
 def _close_fds_except(keep: set[int]) -> None:

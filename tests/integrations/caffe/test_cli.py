@@ -359,20 +359,45 @@ def test_a_second_signal_stops_recording_at_once(tmp_path: Path) -> None:
     assert len(fed) <= 2 and sum(fed) < log.stat().st_size
 
 
-def test_a_copy_that_cannot_be_written_is_an_error_and_the_output_flows(tmp_path: Path) -> None:
-    data = QIEXING.read_bytes()
+@pytest.mark.parametrize("ends", ["files", "pipes"])  # pipes: the tee(2)/splice(2) path
+def test_a_copy_that_cannot_be_written_is_an_error_and_the_output_flows(tmp_path: Path,
+                                                                        ends: str) -> None:
+    data = QIEXING.read_bytes() * 3
     (tmp_path / "copy").write_bytes(b"")
-    log = tmp_path / "in.log"
-    log.write_bytes(data)
-    out = tmp_path / "out.log"
     read_only = os.open(tmp_path / "copy", os.O_RDONLY)
+    got = bytearray()
+    if ends == "files":
+        (tmp_path / "in.log").write_bytes(data)
+        fd_in = os.open(tmp_path / "in.log", os.O_RDONLY)
+        fd_out = os.open(tmp_path / "out.log", os.O_WRONLY | os.O_CREAT)
+        threads: list[threading.Thread] = []
+    else:
+        fd_in, in_w = os.pipe()
+        out_r, fd_out = os.pipe()
+
+        def write() -> None:
+            with open(in_w, "wb") as f:
+                f.write(data)
+
+        def read() -> None:
+            while len(got) < len(data) and (chunk := os.read(out_r, 1 << 16)):
+                got.extend(chunk)
+
+        threads = [threading.Thread(target=write), threading.Thread(target=read)]
+    for t in threads:
+        t.start()
+    sink = Blocks()
+    sink.release.set()
     try:
-        with open(log, "rb") as f_in, open(out, "wb") as f_out:
-            outcome = record(Blocks(), read_only, fd_in=f_in.fileno(), fd_out=f_out.fileno(),
-                             nice=0)
+        outcome = record(sink, read_only, fd_in=fd_in, fd_out=fd_out, nice=0)
     finally:
-        os.close(read_only)
-    assert out.read_bytes() == data
+        for t in threads:
+            t.join(60)
+        for fd in (read_only, fd_in, fd_out) + ((out_r,) if ends == "pipes" else ()):
+            os.close(fd)
+    if ends == "files":
+        got = bytearray((tmp_path / "out.log").read_bytes())
+    assert bytes(got) == data
     assert isinstance(outcome.error, OSError)
     assert "the copy of the log could not be written" in str(outcome.error)
 
