@@ -16,10 +16,10 @@
 3. Pipe wall time for a log of --size-mb MiB made by repeating the Caffe corpus (written to
    a temporary folder, never into the repository): ``cat log | X | cat >/dev/null`` with
    X = ``cat``, the pass-through alone (no parsing), and ``em caffe`` (parse and record);
-   two times each, median over --pipe-repeat runs: until the log has flowed through (the
-   producer has written all of it and the consumer has seen its end: what a training
-   writing into the pipe, and whoever reads after em, wait for), and until X has exited
-   (for em caffe: the run is recorded).
+   until the log has flowed through (the producer has written all of it and the consumer
+   has seen its end: what a training writing into the pipe, and whoever reads after em,
+   wait for), median of --flow-repeat interleaved runs; and for em caffe, until it has
+   recorded the whole log and exited, median of --pipe-repeat runs.
 
 The load average is printed with every figure.
 """
@@ -28,12 +28,14 @@ from __future__ import annotations
 
 import argparse
 import glob
+import math
 import os
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -136,10 +138,12 @@ def latency(command: list[str], lines: list[bytes], env: dict[str, str],
     return statistics.median(samples) * 1e6
 
 
-def pipe_wall(big: str, command: list[str], env: dict[str, str]) -> tuple[float, float, float]:
-    """``cat big | command | cat > /dev/null``: seconds until (the log has flowed through:
-    the producer has written it all and the consumer has read it all and seen its end,
-    ``command`` has exited)."""
+def pipe_wall(big: str, command: list[str], env: dict[str, str], *,
+              flow_only: bool = False) -> tuple[float, float]:
+    """``cat big | command | cat > /dev/null``: seconds until the log has flowed through
+    (the producer has written all of it and the consumer has read all of it and seen its
+    end), and until ``command`` has exited (``flow_only``: it is stopped with two SIGINTs
+    once the log has flowed, and the second figure is NaN)."""
     t0 = time.perf_counter()
     producer = subprocess.Popen(["cat", big], stdout=subprocess.PIPE)
     middle = subprocess.Popen(command, stdin=producer.stdout, stdout=subprocess.PIPE, env=env)
@@ -147,21 +151,19 @@ def pipe_wall(big: str, command: list[str], env: dict[str, str]) -> tuple[float,
     assert producer.stdout is not None and middle.stdout is not None
     producer.stdout.close()
     middle.stdout.close()
-    ends: dict[str, float] = {}
-
-    def wait(name: str, proc: subprocess.Popen) -> None:
-        proc.wait()
-        ends[name] = time.perf_counter() - t0
-
-    threads = [threading.Thread(target=wait, args=item)
-               for item in (("producer", producer), ("middle", middle), ("consumer", consumer))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    producer.wait()
+    consumer.wait()
+    flowed = time.perf_counter() - t0
+    if flow_only and middle.poll() is None:
+        for _ in range(2):  # em: the first lets it record the backlog, the second stops it
+            middle.send_signal(signal.SIGINT)
+            time.sleep(0.2)
+        middle.wait()
+        return flowed, math.nan
+    middle.wait()
     for proc in (producer, middle, consumer):
         assert proc.returncode == 0, (command, proc.returncode)
-    return max(ends["producer"], ends["consumer"]), ends["middle"], ends["consumer"]
+    return flowed, time.perf_counter() - t0
 
 
 def pipes(args: argparse.Namespace, tmp: str) -> None:
@@ -198,18 +200,23 @@ def pipes(args: argparse.Namespace, tmp: str) -> None:
                 "pass_through_only as p; sys.exit(p(None))"]
     commands = {"cat": ["cat"], "pass-through only": passthru,
                 "em caffe": [sys.executable, "-m", "integrations.caffe", "--name", "big"]}
-    walls: dict[str, list[tuple[float, float, float]]] = {k: [] for k in commands}
-    for _ in range(args.pipe_repeat):
+    flows: dict[str, list[float]] = {k: [] for k in commands}
+    for _ in range(args.flow_repeat):  # interleaved: this VM's speed drifts minute to minute
         for name, command in commands.items():
-            walls[name].append(pipe_wall(big, command, env))
-    print(f"pipe, {size / 2**20:.0f} MiB ({n_lines:,} lines), median of {args.pipe_repeat} "
-          f"({load()}):", flush=True)
-    cat = statistics.median(x[0] for x in walls["cat"])
-    for name, samples in walls.items():
-        flowed = statistics.median(x[0] for x in samples)
-        ended = statistics.median(x[1] for x in samples)
-        print(f"  {name:18} log through {flowed:6.2f} s ({flowed / cat:4.2f}x cat), "
-              f"exits after {ended:6.2f} s ({n_lines / ended:,.0f} lines/s)", flush=True)
+            flows[name].append(pipe_wall(big, command, env, flow_only=True)[0])
+            shutil.rmtree(os.path.join(tmp, "runs"), ignore_errors=True)  # no dirty GiBs
+    ends = [pipe_wall(big, commands["em caffe"], env)[1] for _ in range(args.pipe_repeat)]
+    shutil.rmtree(os.path.join(tmp, "runs"), ignore_errors=True)
+    print(f"pipe, {size / 2**20:.0f} MiB ({n_lines:,} lines) ({load()}): the log has flowed "
+          f"through after (median of {args.flow_repeat}, interleaved):", flush=True)
+    cat = statistics.median(flows["cat"])
+    for name, samples in flows.items():
+        flowed = statistics.median(samples)
+        print(f"  {name:18} {flowed:6.2f} s ({flowed / cat:4.2f}x cat; all: "
+              f"{' '.join(f'{x:.2f}' for x in samples)})", flush=True)
+    end = statistics.median(ends)
+    print(f"  em caffe has recorded the whole log and exited after {end:.1f} s (median of "
+          f"{args.pipe_repeat}; {n_lines / end:,.0f} lines/s)", flush=True)
 
 
 def main() -> None:
@@ -221,7 +228,10 @@ def main() -> None:
                     help="gap between lines for the slow-producer latency (ms)")
     ap.add_argument("--slow-lines", type=int, default=300, help="slow-producer latency lines")
     ap.add_argument("--size-mb", type=int, default=1024)
-    ap.add_argument("--pipe-repeat", type=int, default=1, help="pipe wall-time runs (median)")
+    ap.add_argument("--flow-repeat", type=int, default=7,
+                    help="pipe runs timed until the log has flowed through (median)")
+    ap.add_argument("--pipe-repeat", type=int, default=1,
+                    help="em caffe runs timed until it has recorded the whole log (median)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         if args.only in (None, "throughput"):
