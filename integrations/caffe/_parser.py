@@ -65,42 +65,47 @@ _STAMP = re.compile(r"[IWEF](\d{4}) (\d\d:\d\d:\d\d\.\d{6})", re.ASCII)
 # First letters of the rare messages and of rank prefixes: most lines fail this one test
 _RARE_FIRST = "".join(sorted({s[0] for s in _RARE_STARTS})) + "[("
 
-# The block path (CaffeLogParser._feed_block) reads runs of training display blocks (a loss
-# line, its 'Train net output' lines, its lr line) with a pattern made for the output names of
-# the run (_block_template), the other training and test lines one by one. Each pattern takes
-# a line only in a form where it gives what the per-line code gives: a glog stamp first (no
-# line can be joined to it), names without '=', values and weights without blanks, no '=' or
-# '#' in the '(...)' of a loss line, nothing after a loss value, no '#' (no 'net output #')
-# after an lr value or a test net, and for a lone line no space in the glog head (so no
-# 'net output #', 'loss = ', ', lr = ' nor 'Iteration N, ...' before the message). In a run,
-# '[^\]]*' (cheaper than a class that also excludes '\n') takes the head of a line after the
-# loss line: the line endings and mentions of 'Iteration' and 'net output' are counted.
+# The block path (CaffeLogParser._feed_block) finds what matters with regular expressions
+# instead of looking at every line: a run of training display blocks (a loss line, its
+# 'Train net output' lines, its lr line) is read with a pattern made for the output names of
+# the run (_block_template), one match per block; another training or test line in its usual
+# form by _ITER_LINE or _OUTPUT_REST; anything else that matters by the per-line code. Each
+# pattern takes a line only in a form where it gives what the per-line code gives: a glog
+# head with no space inside its fields (so no 'net output #', 'loss = ', ', lr = ' nor an
+# earlier 'Iteration N, ...' before the message; nor can a wrapped line be joined to it),
+# names without '=', values and weights without blanks, no '=' or '#' in the '(...)' of a
+# loss line, nothing after a loss value, no '#' (no 'net output #') after an lr value or a
+# test net.
 _GLOG_HEAD = r"[IWEF]([0-9]{4}) ([0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}) +[^ ]+ [^ ]+\] "
-_RUN_HEAD = r"[IWEF][0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2}\.[^\]]*\] "
+_RUN_HEAD = r"[IWEF][0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6} +[^ ]+ [^ ]+\] "  # no group
+_RANK = r"(?: *\[[0-9]+\.[0-9]+\] +)?"  # NVCaffe's solver rank, '[0.0]'
 _LOSS_TAIL = r"(?: \(((?:([^\s,(]+) iter/s)?[^)=#\n]*)\))?, loss = ([^\s,]+)"
 _LR_TAIL = r", lr = ([^\s,]+)[^#\n]*"
 # groups: 1 month and day, 2 clock, 3 iteration, 4 '(...)', 5 its iter/s, 6 loss
 _LOSS_LINE = _GLOG_HEAD + r"Iteration (\d+)" + _LOSS_TAIL + r"\n"
-_OUTPUT = r"\d+: ([^=]+) = (\S+)(?: \(\* (\S+) = \S+ loss\))?"
-# A display block in general, to learn the names of its outputs: 7 its output lines
+_LR_LINE = _RUN_HEAD + r"Iteration \d+" + _LR_TAIL + r"(?:\n|\Z)"
+_OUTPUT = r"\d+: ([^=]+) = (\S+)(?: \(\* (\S+) = \S+ loss\))?"  # name, value, loss weight
+# Any display block, to learn the names of its outputs: group 7, its output lines
 _BLOCK = re.compile(_LOSS_LINE + r"((?:" + _RUN_HEAD + r"    Train net output #[^\n]*\n)*)"
-                    + _RUN_HEAD + r"Iteration \d+" + _LR_TAIL + r"(?:\n|\Z)")
+                    + _LR_LINE)
 _OUTPUTS = re.compile(r"\]     Train net output #" + _OUTPUT + r"\n")  # in _BLOCK group 7
-# One line: groups 1-6 as _LOSS_LINE, 7 lr, 8 test net; or the rest of an output line
-_ITER_LINE = re.compile(_GLOG_HEAD + r"Iteration (\d+)(?:" + _LOSS_TAIL + r"|" + _LR_TAIL
-                        + r"|, Testing net \(#(\d+)\)[^=#\n]*)")
+# One line: groups 1-6 as _LOSS_LINE, 7 lr, 8 test net
+_ITER_LINE = re.compile(_GLOG_HEAD + _RANK + r"Iteration (\d+)(?:" + _LOSS_TAIL + r"|"
+                        + _LR_TAIL + r"|, Testing net \(#(\d+)\)[^=#\n]*)")
 _LINE_LOSS, _LINE_LR = 6, 7  # lastindex of _ITER_LINE for a loss line and an lr line
-_OUTPUT_REST = re.compile(_OUTPUT)  # after 'net output #', to the end of the line
-# After a '] ': an output line (1: Train or Test), a loss line (2), another 'Iteration' line
-# (3), or (no group) a message that may be a rare one: every line that the per-line code does
-# not skip has one of these, or mentions 'Iteration' or 'net output', or starts with
-# _ODD_FIRST, or is as wide as wrap_width.
+_OUTPUT_REST = re.compile(_OUTPUT)  # an output line after its 'net output #'
+# After a '] ': an output line (group 1 or 5: Train or Test), a loss line (2), another
+# 'Iteration' line (3, 4), or (no group) a message that may be a rare one. Every line that the
+# per-line code does not skip is found so, or mentions 'Iteration' or 'net output', or starts
+# with one of _ODD_FIRST, or is wrap_width wide (see CaffeLogParser._gap).
+_RARE_ALTERNATIVES = "|".join(  # grouped by first letter: fewer alternatives to try
+    re.escape(first) + "(?:" + "|".join(re.escape(s[1:]) for s in _RARE_STARTS if s[0] == first)
+    + ")" for first in sorted({s[0] for s in _RARE_STARTS}))
 _SCAN = re.compile(r"\] (?:    (Train|Test) net output #|I(?:(teration \d+(?:, loss| \())"
-                   r"|(teration ))|" + "|".join(  # the rare starts by first letter: fewer tries
-                       re.escape(first) + "(?:" + "|".join(re.escape(start[1:]) for start in
-                                                          _RARE_STARTS if start[0] == first) + ")"
-                       for first in sorted({start[0] for start in _RARE_STARTS}))
-                   + r"|[\[(\n]|\Z)")
+                   r"|(teration ))| (?: *\[[0-9]+\.[0-9]+\] +(Iteration )"
+                   r"| *[\[(][0-9]+\.[0-9]+[\])] +(Train|Test) net output #)|"
+                   + _RARE_ALTERNATIVES + r"|[\[(\n]|\Z)")
+_TRAIN_OR_TEST, _LOSS_START = (1, 5), 2  # groups of _SCAN
 _ODD_FIRST = "*LF\x1b["  # first characters of lines the per-line code may not skip
 _NEXT_GLOG = re.compile(r"\n(?=" + _GLOG_START.pattern + ")")  # ends a solver parameter dump
 _MIN_BLOCK_LINES = 8  # fewer lines go to the per-line code: scanning would cost more
@@ -109,8 +114,8 @@ _MIN_BLOCK_LINES = 8  # fewer lines go to the per-line code: scanning would cost
 @lru_cache(maxsize=32)
 def _block_template(layout: tuple[tuple[str, bool], ...]
                     ) -> tuple[re.Pattern[str], tuple[tuple[str, int, int], ...]]:
-    """A pattern for a display block whose output lines are ``layout`` (name, with a loss
-    weight), in this order, with its line ending; and where their values are: (name, index
+    """A pattern for the display blocks whose output lines are ``layout`` (name, has a loss
+    weight), in this order, line ending included; and where their values are: (name, index
     in ``groups()``, index of the weight or 0). Groups 1-6 are those of _LOSS_LINE, the last
     one the lr."""
     lines = []
@@ -121,25 +126,21 @@ def _block_template(layout: tuple[tuple[str, bool], ...]
                      + (r" = (\S+) \(\* (\S+) = \S+ loss\)\n" if weighted else r" = (\S+)\n"))
         where.append((name, index, index + 1 if weighted else 0))
         index += 2 if weighted else 1
-    return (re.compile(_LOSS_LINE + "".join(lines) + _RUN_HEAD + r"Iteration \d+" + _LR_TAIL
-                       + r"(?:\n|\Z)"), tuple(where))
+    return re.compile(_LOSS_LINE + "".join(lines) + _LR_LINE), tuple(where)
 
 
-def _iter_per_s(extra: str | None, rate: str | None) -> float | None:
-    """Iterations per second from the '(...)' of a loss line, ``rate`` when it starts so."""
+def _iter_per_s(extra: str, rate: str | None) -> float | None:
+    """Iterations per second from the '(...)' of a loss line; ``rate`` when it starts so."""
     if rate is not None:
         return _number(rate)
-    if extra and "iter/s" in extra:
-        found = _RATE.search(extra)
-        if found is not None:
-            return _number(found.group(1))
-    return None
+    found = _RATE.search(extra) if "iter/s" in extra else None
+    return _number(found.group(1)) if found is not None else None
 
 
 @lru_cache(maxsize=8)
 def _line_marks(wrap_width: int) -> re.Pattern[str]:
     """The '\\n' that ends a line of exactly ``wrap_width`` characters or starts a line the
-    per-line code may not skip for its first character ('F', '*', 'L', '[', ESC)."""
+    per-line code may not skip for its first character (one of _ODD_FIRST)."""
     wrapped = f"(?<=\\n[^\\n]{{{wrap_width}}}\\n)|" if wrap_width > 0 else ""
     return re.compile(r"\n(?:" + wrapped + r"(?=[*LF\x1b\[]))")
 
@@ -276,22 +277,20 @@ class CaffeLogParser:
         """Parse the lines of ``text`` as :meth:`_feed_lines` would, faster.
 
         ``_SCAN`` finds the lines whose message matters: a run of training display blocks
-        is read by :meth:`_blocks`, another training or test line in its usual form by
-        ``_ITER_LINE`` or ``_OUTPUT_REST``. The lines between those are skipped but for the
-        ones :meth:`_gap` finds; these, the first line, a line the scan finds in another form
-        (a rare message, an unusual training line) and the lines after them while a wrapped
-        line or a parameter dump is open go to :meth:`_feed_lines`. Returns False, having
-        done nothing, for text with ANSI codes or of a few lines.
+        goes to :meth:`_blocks`, another training or test line in its usual form to
+        :meth:`_iteration_line` or :meth:`_output_line`. The lines between those are skipped
+        but for the ones :meth:`_gap` finds: these, the first line, a line that the scan
+        finds in another form (a rare message, an unusual training line), and the lines
+        after them while a wrapped line or a parameter dump is open go to
+        :meth:`_feed_lines`. Returns False, having done nothing, for text with ANSI codes
+        or of a few lines.
         """
         end = len(text)
         n = text.count("\n")
-        if text[-1:] != "\n":
-            n += 1  # a last line without its line ending
         if n < _MIN_BLOCK_LINES or "\x1b" in text:
             return False
-        self.lines += n
+        self.lines += n if text[-1] == "\n" else n + 1  # a last line without its line ending
         wrap = self.wrap_width
-        number = _number
         scan = _SCAN.search
         find = text.find
         done = pos = self._lines_from(text, 0, end, out)  # text before done is parsed
@@ -311,44 +310,18 @@ class CaffeLogParser:
                 pos = max(pos, done)
                 continue
             kind = m.lastindex
-            if kind == 2 and (run_end := self._blocks(text, line_start, out)):
+            if kind == _LOSS_START and (run_end := self._blocks(text, line_start, out)):
                 pos = run_end
                 continue
-            if line_end - line_start != wrap:
-                if kind == 2 or kind == 3:  # 'Iteration N'
-                    single = _ITER_LINE.fullmatch(text, line_start, line_end)
-                    if single is not None:
-                        self._iteration_line(single, text, line_start, out)
+            if kind is not None and line_end - line_start != wrap:
+                if kind in _TRAIN_OR_TEST:
+                    if (find("net output #", line_start, at) < 0  # the first one is here
+                            and self._output_line(m[kind], m.end(), text, line_start,
+                                                  line_end, out)):
                         continue
-                elif kind == 1 and find("net output #", line_start, at) < 0:
-                    single = _OUTPUT_REST.fullmatch(text, m.end(), line_end)
-                    if single is not None:  # '    Train net output #0: loss = 0.5 (* 1 = ...)'
-                        name, raw, weight = single.groups()
-                        try:
-                            value = float(raw)
-                        except ValueError:
-                            value = number(raw)  # type: ignore[assignment]
-                            if value is None:
-                                continue
-                        if m[1] == "Train":
-                            row = self._train
-                            if row is None:
-                                row = self._train = TrainIteration(
-                                    self._iteration, time=self._time(text[line_start:line_end]))
-                        else:
-                            row = self._test
-                            if row is None:
-                                row = self._test = TestResult(
-                                    self._iteration, time=self._time(text[line_start:line_end]))
-                        row.outputs[name] = value
-                        if weight is not None:
-                            try:
-                                row.weights[name] = float(weight)
-                            except ValueError:
-                                w = number(weight)
-                                if w is not None:
-                                    row.weights[name] = w
-                        continue
+                elif single := _ITER_LINE.fullmatch(text, line_start, line_end):
+                    self._iteration_line(single, text, line_start, out)
+                    continue
             # a message that may be a rare one, a training line in an unusual form
             done = self._lines_from(text, line_start, end, out)
             pos = max(pos, done)
@@ -368,25 +341,28 @@ class CaffeLogParser:
                 done = self._lines_from(text, at - wrap, len(text), out)  # ends a wrapped line
             if at + 1 >= done and at + 1 < stop and text[at + 1] in _ODD_FIRST:
                 done = self._lines_from(text, at + 1, len(text), out)
+        if stop == len(text) and text[-1] != "\n":  # a last line without its line ending
+            last = text.rfind("\n", 0, stop) + 1
+            if last >= done and stop - last == wrap:
+                done = self._lines_from(text, last, stop, out)
         return done
 
     def _blocks(self, text: str, start: int, out: list[CaffeEvent]) -> int:
         """The run of training display blocks at ``text[start:]``, if there is one: returns
-        where it ends, or 0."""
+        where the line after it starts, or 0."""
         template = self._template
         blocks = list(iter(template[0].scanner(text, start).match, None)) if template else []
-        if not blocks:
-            generic = _BLOCK.match(text, start)
-            if generic is None:
+        if not blocks:  # another run: learn its output names
+            block = _BLOCK.match(text, start)
+            if block is None:
                 return 0
             template = self._template = _block_template(tuple(
                 (name, bool(weight))
-                for name, _, weight in _OUTPUTS.findall(text, *generic.span(7))))
+                for name, _, weight in _OUTPUTS.findall(text, *block.span(7))))
             blocks = list(iter(template[0].scanner(text, start).match, None))
             if not blocks:
                 return 0
         where = template[1]
-        size = len(where)
         stop = blocks[-1].end()
         last = stop - 1 if text[stop - 1] == "\n" else stop  # end of the last line
         if last - text.rfind("\n", 0, last) - 1 == self.wrap_width:
@@ -394,21 +370,16 @@ class CaffeLogParser:
             blocks.pop()
             if not blocks:
                 return 0
-            stop = blocks[-1].end()
-            last = stop - 1
-        # each line stayed on its line, no mention of 'Iteration' or 'net output' but those
-        count = text.count
-        if (count("\n", start, last) != len(blocks) * (size + 2) - 1
-                or count("net output", start, stop) != len(blocks) * size
-                or count("Iteration", start, stop) != len(blocks) * 2):
-            return 0
+            last = blocks[-1].end() - 1
+        if text.count("\n", start, last) != len(blocks) * (len(where) + 2) - 1:
+            return 0  # a '[^ ]+' ran past a line end
         self._close_rows(out)  # what the first loss line closes
         number = _number
         day = None
         for block in blocks:
             groups = block.groups()
             mmdd, clock, it, extra, rate, raw = groups[:6]
-            if mmdd != day:  # the next day, or the first block
+            if mmdd != day:  # the first block or the next day: the time as _clock has it
                 day = mmdd
                 month, date = self._day(mmdd)
             try:
@@ -482,7 +453,8 @@ class CaffeLogParser:
                 loss = _number(raw)
             iteration = self._iteration = int(m[3])
             self._in_session = False
-            self._train = TrainIteration(iteration, loss, {}, {}, None, _iter_per_s(m[4], m[5]),
+            self._train = TrainIteration(iteration, loss, {}, {}, None,
+                                         _iter_per_s(m[4], m[5]) if m[4] else None,
                                          self._clock(m[1], m[2], text, start))
         else:  # 'Iteration N, Testing net (#k)'
             self._close_rows(out)
@@ -490,6 +462,41 @@ class CaffeLogParser:
             self._in_session = False
             self._test = TestResult(iteration, int(m[last]),
                                     time=self._clock(m[1], m[2], text, start))
+
+    def _output_line(self, kind: str, rest: int, text: str, start: int, end: int,
+                     out: list[CaffeEvent]) -> bool:
+        """A 'Train' or 'Test' (``kind``) output line at ``text[start:end]`` whose first
+        'net output #' ends at ``rest``; False, having done nothing, if not in the usual
+        form."""
+        m = _OUTPUT_REST.fullmatch(text, rest, end)
+        if m is None:
+            return False
+        name, raw, weight = m.groups()
+        try:
+            value = float(raw)
+        except ValueError:
+            value = _number(raw)  # type: ignore[assignment]
+            if value is None:
+                return True  # the per-line code skips the line
+        row: TrainIteration | TestResult | None
+        if kind == "Train":
+            row = self._train
+            if row is None:
+                row = self._train = TrainIteration(self._iteration,
+                                                   time=self._time(text[start:end]))
+        else:
+            row = self._test
+            if row is None:
+                row = self._test = TestResult(self._iteration, time=self._time(text[start:end]))
+        row.outputs[name] = value
+        if weight is not None:
+            try:
+                row.weights[name] = float(weight)
+            except ValueError:
+                w = _number(weight)
+                if w is not None:
+                    row.weights[name] = w
+        return True
 
     def _lines_between(self, text: str, start: int, stop: int, out: list[CaffeEvent]) -> int:
         """The per-line code for the lines in ``text[start:stop]``, and on while a wrapped
