@@ -273,6 +273,29 @@ class Blocks:
         self.idles += 1
 
 
+def through_pipes(data: bytes, got: bytearray, done: threading.Event | None = None
+                  ) -> tuple[int, int, int, list[threading.Thread]]:
+    """Pipes in and out of a pass-through, with threads writing ``data`` in and reading
+    into ``got`` (``done`` set once all of it came out): (fd_in, fd_out, out_r, threads)."""
+    fd_in, in_w = os.pipe()
+    out_r, fd_out = os.pipe()
+
+    def write() -> None:
+        with open(in_w, "wb") as f:  # a file object writes all of it (os.write may not)
+            f.write(data)
+
+    def read() -> None:
+        while len(got) < len(data) and (chunk := os.read(out_r, 1 << 16)):
+            got.extend(chunk)
+        if done is not None:
+            done.set()
+
+    threads = [threading.Thread(target=write), threading.Thread(target=read)]
+    for t in threads:
+        t.start()
+    return fd_in, fd_out, out_r, threads
+
+
 def test_console_log_is_the_log_byte_for_byte(tmp_path: Path) -> None:
     data = QIEXING.read_bytes() + b"\xff\xfe not utf-8\n" + b"no newline at the end"
     res = subprocess.run(em_caffe("--name", "c"), input=data, capture_output=True, env=env(),
@@ -298,23 +321,9 @@ def test_no_console_log_leaves_no_copy(tmp_path: Path) -> None:
 def test_the_output_does_not_wait_for_the_recorder(tmp_path: Path) -> None:
     """The recorder is stuck in its first feed; the whole log still comes out."""
     data = QIEXING.read_bytes() * 20  # ~1.6 MB: more than a pipe holds
-    in_r, in_w = os.pipe()
-    out_r, out_w = os.pipe()
     got = bytearray()
-    sink = Blocks()
-
-    def write() -> None:
-        with open(in_w, "wb") as f:
-            f.write(data)
-
-    def read() -> None:
-        while len(got) < len(data) and (chunk := os.read(out_r, 1 << 16)):
-            got.extend(chunk)
-        sink.release.set()  # everything came out while the recorder was stuck
-
-    threads = [threading.Thread(target=write), threading.Thread(target=read)]
-    for t in threads:
-        t.start()
+    sink = Blocks()  # released once everything came out while the recorder was stuck
+    in_r, out_w, out_r, threads = through_pipes(data, got, sink.release)
     with open(tmp_path / "copy", "w+b", buffering=0) as copy:
         outcome = record(sink, copy.fileno(), fd_in=in_r, fd_out=out_w, nice=0)
         copied = (tmp_path / "copy").read_bytes()
@@ -372,20 +381,7 @@ def test_a_copy_that_cannot_be_written_is_an_error_and_the_output_flows(tmp_path
         fd_out = os.open(tmp_path / "out.log", os.O_WRONLY | os.O_CREAT)
         threads: list[threading.Thread] = []
     else:
-        fd_in, in_w = os.pipe()
-        out_r, fd_out = os.pipe()
-
-        def write() -> None:
-            with open(in_w, "wb") as f:
-                f.write(data)
-
-        def read() -> None:
-            while len(got) < len(data) and (chunk := os.read(out_r, 1 << 16)):
-                got.extend(chunk)
-
-        threads = [threading.Thread(target=write), threading.Thread(target=read)]
-    for t in threads:
-        t.start()
+        fd_in, fd_out, out_r, threads = through_pipes(data, got)
     sink = Blocks()
     sink.release.set()
     try:
