@@ -200,6 +200,13 @@ def pipes(args: argparse.Namespace, tmp: str) -> None:
                 "pass_through_only as p; sys.exit(p(None))"]
     commands = {"cat": ["cat"], "pass-through only": passthru,
                 "em caffe": [sys.executable, "-m", "integrations.caffe", "--name", "big"]}
+    if args.no_site:  # interpreter start-up without site-packages' .pth files
+        import yaml  # em's one dependency: its folder goes on sys.path by hand
+
+        commands["em caffe -S"] = [
+            sys.executable, "-S", "-c", f"import runpy, sys; sys.path.append("
+            f"{os.path.dirname(os.path.dirname(yaml.__file__))!r}); sys.argv[1:] = "
+            f"['--name', 'big']; runpy.run_module('integrations.caffe', run_name='__main__')"]
     flows: dict[str, list[float]] = {k: [] for k in commands}
     for _ in range(args.flow_repeat):  # interleaved: this VM's speed drifts minute to minute
         for name, command in commands.items():
@@ -214,9 +221,10 @@ def pipes(args: argparse.Namespace, tmp: str) -> None:
         flowed = statistics.median(samples)
         print(f"  {name:18} {flowed:6.2f} s ({flowed / cat:4.2f}x cat; all: "
               f"{' '.join(f'{x:.2f}' for x in samples)})", flush=True)
-    end = statistics.median(ends)
-    print(f"  em caffe has recorded the whole log and exited after {end:.1f} s (median of "
-          f"{args.pipe_repeat}; {n_lines / end:,.0f} lines/s)", flush=True)
+    if ends:
+        end = statistics.median(ends)
+        print(f"  em caffe has recorded the whole log and exited after {end:.1f} s (median "
+              f"of {args.pipe_repeat}; {n_lines / end:,.0f} lines/s)", flush=True)
 
 
 def main() -> None:
@@ -230,6 +238,8 @@ def main() -> None:
     ap.add_argument("--size-mb", type=int, default=1024)
     ap.add_argument("--flow-repeat", type=int, default=7,
                     help="pipe runs timed until the log has flowed through (median)")
+    ap.add_argument("--no-site", action="store_true",
+                    help="also time em caffe under 'python -S' (no site-packages start-up)")
     ap.add_argument("--pipe-repeat", type=int, default=1,
                     help="em caffe runs timed until it has recorded the whole log (median)")
     args = ap.parse_args()
