@@ -92,7 +92,7 @@ _OUTPUTS = re.compile(r"\]     Train net output #" + _OUTPUT + r"\n")  # in _BLO
 # One line: groups 1-6 as _LOSS_LINE, 7 lr, 8 test net
 _ITER_LINE = re.compile(_GLOG_HEAD + _RANK + r"Iteration (\d+)(?:" + _LOSS_TAIL + r"|"
                         + _LR_TAIL + r"|, Testing net \(#(\d+)\)[^=#\n]*)")
-_LINE_LOSS, _LINE_LR = 6, 7  # lastindex of _ITER_LINE for a loss line and an lr line
+_LINE_LOSS, _LINE_LR, _LINE_TEST = 6, 7, 8  # lastindex of _ITER_LINE: which line
 _OUTPUT_REST = re.compile(_OUTPUT)  # an output line after its 'net output #'
 # After a '] ': an output line (group 1 or 5: Train or Test), a loss line (2), another
 # 'Iteration' line (3, 4), or (no group) a message that may be a rare one. Every line that the
@@ -108,7 +108,9 @@ _SCAN = re.compile(r"\] (?:    (Train|Test) net output #|I(?:(teration \d+(?:, l
 _TRAIN_OR_TEST, _LOSS_START = (1, 5), 2  # groups of _SCAN
 _ODD_FIRST = "*LF\x1b["  # first characters of lines the per-line code may not skip
 _NEXT_GLOG = re.compile(r"\n(?=" + _GLOG_START.pattern + ")")  # ends a solver parameter dump
-_MIN_BLOCK_LINES = 8  # fewer lines go to the per-line code: scanning would cost more
+# Text shorter than this (a line fed alone), or of fewer lines, goes to the per-line code:
+# searching it would cost more than it saves.
+_MIN_BLOCK, _MIN_BLOCK_LINES = 500, 8
 
 
 @lru_cache(maxsize=32)
@@ -127,6 +129,16 @@ def _block_template(layout: tuple[tuple[str, bool], ...]
         where.append((name, index, index + 1 if weighted else 0))
         index += 2 if weighted else 1
     return re.compile(_LOSS_LINE + "".join(lines) + _LR_LINE), tuple(where)
+
+
+def _one_after_another(pattern: re.Pattern[str], text: str, start: int) -> list[re.Match[str]]:
+    """The matches of ``pattern`` at ``text[start:]``, each where the one before ended."""
+    matches = []
+    match = pattern.match
+    while (m := match(text, start)) is not None:
+        matches.append(m)
+        start = m.end()
+    return matches
 
 
 def _iter_per_s(extra: str, rate: str | None) -> float | None:
@@ -170,13 +182,14 @@ class CaffeLogParser:
         self._iteration = 0
         self._train: TrainIteration | None = None
         self._test: TestResult | None = None
-        self._held: bytes | None = None  # a line that may continue on the next one
+        self._held: str | None = None  # a line that may continue on the next one
         self._held_piece = 0
         self._params: list[str] | None = None  # solver parameter lines being collected
         self._params_time: datetime | None = None
         self._in_session = False  # a Solving line was seen and no iteration since
         self._finished = False
         self._dates: dict[str, tuple[int, int, str]] = {}  # see _date
+        # the pattern of the last run of display blocks and where its outputs are (_blocks)
         self._template: tuple[re.Pattern[str], tuple[tuple[str, int, int], ...]] | None = None
         self.lines = 0
 
@@ -198,8 +211,8 @@ class CaffeLogParser:
         """Parse a block of whole lines (``\\n``-terminated; a last unterminated line counts).
 
         This is the fast path the ``em caffe`` pipe uses: the block is decoded at once
-        (undecodable bytes become U+FFFD) and each line gets a few cheap substring tests
-        before any regular expression runs.
+        (undecodable bytes become U+FFFD) and, unless it is only a few lines, searched for
+        what matters rather than read line by line.
         """
         return self.feed_text(block.decode("utf-8", "replace"))
 
@@ -208,7 +221,7 @@ class CaffeLogParser:
         out: list[CaffeEvent] = []
         if "\r" in text:
             text = text.replace("\r\n", "\n")
-        if not self._feed_block(text, out):
+        if len(text) < _MIN_BLOCK or not self._feed_block(text, out):
             lines = text.split("\n")
             if not lines[-1]:
                 lines.pop()
@@ -316,7 +329,7 @@ class CaffeLogParser:
             if kind is not None and line_end - line_start != wrap:
                 if kind in _TRAIN_OR_TEST:
                     if (find("net output #", line_start, at) < 0  # the first one is here
-                            and self._output_line(m[kind], m.end(), text, line_start,
+                            and self._output_line(m.group(kind), m.end(), text, line_start,
                                                   line_end, out)):
                         continue
                 elif single := _ITER_LINE.fullmatch(text, line_start, line_end):
@@ -350,19 +363,20 @@ class CaffeLogParser:
     def _blocks(self, text: str, start: int, out: list[CaffeEvent]) -> int:
         """The run of training display blocks at ``text[start:]``, if there is one: returns
         where the line after it starts, or 0."""
-        template = self._template
-        blocks = list(iter(template[0].scanner(text, start).match, None)) if template else []
+        blocks = []
+        if self._template is not None:
+            pattern, where = self._template
+            blocks = _one_after_another(pattern, text, start)
         if not blocks:  # another run: learn its output names
             block = _BLOCK.match(text, start)
             if block is None:
                 return 0
-            template = self._template = _block_template(tuple(
+            self._template = pattern, where = _block_template(tuple(
                 (name, bool(weight))
                 for name, _, weight in _OUTPUTS.findall(text, *block.span(7))))
-            blocks = list(iter(template[0].scanner(text, start).match, None))
+            blocks = _one_after_another(pattern, text, start)
             if not blocks:
                 return 0
-        where = template[1]
         stop = blocks[-1].end()
         last = stop - 1 if text[stop - 1] == "\n" else stop  # end of the last line
         if last - text.rfind("\n", 0, last) - 1 == self.wrap_width:
@@ -382,6 +396,7 @@ class CaffeLogParser:
             if mmdd != day:  # the first block or the next day: the time as _clock has it
                 day = mmdd
                 month, date = self._day(mmdd)
+            time: datetime | None
             try:
                 time = _fromiso(date + clock)
             except ValueError:  # a day that does not exist, a year not of 4 digits
@@ -426,7 +441,7 @@ class CaffeLogParser:
         """A loss, lr or 'Testing net' line that ``_ITER_LINE`` matched at ``text[start:]``."""
         last = m.lastindex
         if last == _LINE_LR:  # 'Iteration N, lr = X'
-            raw = m[last]
+            raw = m[_LINE_LR]
             try:
                 lr: float | None = float(raw)
             except ValueError:
@@ -446,7 +461,7 @@ class CaffeLogParser:
             if self._test is not None:
                 out.append(self._test)
                 self._test = None
-            raw = m[last]
+            raw = m[_LINE_LOSS]
             try:
                 loss: float | None = float(raw)
             except ValueError:
@@ -460,7 +475,7 @@ class CaffeLogParser:
             self._close_rows(out)
             iteration = self._iteration = int(m[3])
             self._in_session = False
-            self._test = TestResult(iteration, int(m[last]),
+            self._test = TestResult(iteration, int(m[_LINE_TEST]),
                                     time=self._clock(m[1], m[2], text, start))
 
     def _output_line(self, kind: str, rest: int, text: str, start: int, end: int,
@@ -472,10 +487,11 @@ class CaffeLogParser:
         if m is None:
             return False
         name, raw, weight = m.groups()
+        value: float | None
         try:
             value = float(raw)
         except ValueError:
-            value = _number(raw)  # type: ignore[assignment]
+            value = _number(raw)
             if value is None:
                 return True  # the per-line code skips the line
         row: TrainIteration | TestResult | None
@@ -583,16 +599,19 @@ class CaffeLogParser:
         advances when the month goes backwards."""
         date = self._dates.get(mmdd)
         if date is None or date[0] != self.year:
-            date = self._dates[mmdd] = self._date(mmdd)
+            date = self._date(mmdd)
         month = date[1]
         if month < self._last_month:
             self.year += 1
-            date = self._dates[mmdd] = self._date(mmdd)
+            date = self._date(mmdd)
         self._last_month = month
         return month, date[2]
 
     def _date(self, mmdd: str) -> tuple[int, int, str]:
-        return self.year, int(mmdd[:2]), f"{self.year:04d}-{mmdd[:2]}-{mmdd[2:]}T"
+        """(year, month, ISO date) of ``mmdd`` this year, kept for the next stamps."""
+        date = self._dates[mmdd] = (self.year, int(mmdd[:2]),
+                                    f"{self.year:04d}-{mmdd[:2]}-{mmdd[2:]}T")
+        return date
 
     def _make_time(self, month: int, day: int, text: str) -> datetime | None:
         try:
@@ -653,6 +672,7 @@ class CaffeLogParser:
                 value = _number(parts[0])  # type: ignore[assignment]
                 if value is None:
                     return
+            row: TrainIteration | TestResult | None
             if head.endswith("Train "):
                 row = self._train
                 if row is None:
