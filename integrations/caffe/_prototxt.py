@@ -80,7 +80,8 @@ def _scalar(word: str) -> Any:
 
 
 def _tokenize(text: str, source: str) -> list[tuple[str, str, int]]:
-    tokens, line = [], 1
+    tokens: list[tuple[str, str, int]] = []
+    line = 1
     append = tokens.append
     for nl, _, string, punct, word, bad in _TOKEN.findall(text):
         if word:
