@@ -183,7 +183,6 @@ class CaffeLogParser:
         self._train: TrainIteration | None = None
         self._test: TestResult | None = None
         self._held: str | None = None  # a line that may continue on the next one
-        self._held_piece = 0
         self._params: list[str] | None = None  # solver parameter lines being collected
         self._params_time: datetime | None = None
         self._in_session = False  # a Solving line was seen and no iteration since
@@ -446,11 +445,7 @@ class CaffeLogParser:
                 lr: float | None = float(raw)
             except ValueError:
                 lr = _number(raw)
-            row = self._train
-            self._train = None
-            if self._test is not None:
-                out.append(self._test)
-                self._test = None
+            row = self._take_train(out)
             if row is None:  # its block was already closed: a record of its own
                 row = TrainIteration(int(m[3]), time=self._clock(m[1], m[2], text, start))
             row.lr = lr
@@ -643,6 +638,14 @@ class CaffeLogParser:
         except ValueError:  # e.g. 0229 in a year guessed wrong
             return None
 
+    def _take_train(self, out: list[CaffeEvent]) -> TrainIteration | None:
+        """An lr line ends the open training block (and an open test pass); returns the block."""
+        row, self._train = self._train, None
+        if self._test is not None:
+            out.append(self._test)
+            self._test = None
+        return row
+
     def _close_rows(self, out: list[CaffeEvent]) -> None:
         if self._train is not None:
             out.append(self._train)
@@ -701,11 +704,7 @@ class CaffeLogParser:
                 lr: float | None = float(raw)
             except ValueError:
                 lr = _number(raw)
-            row = self._train
-            self._train = None
-            if self._test is not None:
-                out.append(self._test)
-                self._test = None
+            row = self._take_train(out)
             if row is None:  # its block was already closed: a record of its own
                 row = TrainIteration(int(it), time=self._time(text))
             row.lr = lr
