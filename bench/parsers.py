@@ -15,7 +15,9 @@
    way a real Caffe prints them (a few per second), so that every line meets an idle pipe.
 3. Pipe wall time for a log of --size-mb MiB made by repeating the Caffe corpus (written to
    a temporary folder, never into the repository): ``cat log | X | cat >/dev/null`` with
-   X = ``cat``, the pass-through alone (no parsing), and ``em caffe`` (parse and record);
+   X = ``cat``, the one-process pass-through em falls back to where it cannot fork (no
+   parsing), and ``em caffe`` (``python -m em_core.cli caffe``, what the ``em`` script runs:
+   parse and record; ``--python`` picks the interpreter, its bare start-up is printed);
    until the log has flowed through (the producer has written all of it and the consumer
    has seen its end: what a training writing into the pipe, and whoever reads after em,
    wait for), median of --flow-repeat interleaved runs; and for em caffe, until it has
@@ -170,7 +172,7 @@ def pipes(args: argparse.Namespace, tmp: str) -> None:
     env = _env(tmp)
     caffe_log = (CORPUS / "caffe" / "qiexing__caffe-regression__caffe.log").read_bytes()
     lines = [ln + b"\n" for ln in caffe_log.splitlines()]
-    em_caffe = [sys.executable, "-m", "integrations.caffe", "--name", "bench"]
+    em_caffe = [args.python, "-m", "em_core.cli", "caffe", "--name", "bench"]
     if args.only in (None, "latency"):
         fast = lines[:args.lines]
         slow = lines[:args.slow_lines]
@@ -196,20 +198,29 @@ def pipes(args: argparse.Namespace, tmp: str) -> None:
     size = os.path.getsize(big)
     n_lines = corpus.count(b"\n") * (size // len(corpus))
     subprocess.run(f"cat {big} > /dev/null", shell=True, check=True)  # page cache
-    passthru = [sys.executable, "-c", "import sys; from integrations._logstream import "
+    py = args.python
+    passthru = [py, "-c", "import sys; from integrations._logstream import "
                 "pass_through_only as p; sys.exit(p(None))"]
-    commands = {"cat": ["cat"], "pass-through only": passthru,
-                "em caffe": [sys.executable, "-m", "integrations.caffe", "--name", "big"]}
+    commands = {"cat": ["cat"], "one-process pass-through": passthru,
+                "em caffe": [py, "-m", "em_core.cli", "caffe", "--name", "big"]}
     if args.no_site:  # interpreter start-up without site-packages' .pth files
         import yaml  # em's one dependency: its folder goes on sys.path by hand
 
         commands["em caffe -S"] = [
-            sys.executable, "-S", "-c", f"import runpy, sys; sys.path.append("
+            py, "-S", "-c", f"import runpy, sys; sys.path.append("
             f"{os.path.dirname(os.path.dirname(yaml.__file__))!r}); sys.argv[1:] = "
-            f"['--name', 'big']; runpy.run_module('integrations.caffe', run_name='__main__')"]
+            f"['caffe', '--name', 'big']; runpy.run_module('em_core.cli', run_name='__main__')"]
+    starts = []
+    for _ in range(9):
+        t0 = time.perf_counter()
+        subprocess.run([py, "-c", "pass"], check=True)
+        starts.append(time.perf_counter() - t0)
+    print(f"{py}: bare interpreter start-up (python -c pass) {statistics.median(starts) * 1000:.0f}"
+          f" ms, median of 9", flush=True)
     flows: dict[str, list[float]] = {k: [] for k in commands}
     for _ in range(args.flow_repeat):  # interleaved: this VM's speed drifts minute to minute
         for name, command in commands.items():
+            os.sync()  # no writeback of earlier files (the test log, a copy) during the run
             flows[name].append(pipe_wall(big, command, env, flow_only=True)[0])
             shutil.rmtree(os.path.join(tmp, "runs"), ignore_errors=True)  # no dirty GiBs
     ends = [pipe_wall(big, commands["em caffe"], env)[1] for _ in range(args.pipe_repeat)]
@@ -240,6 +251,9 @@ def main() -> None:
                     help="pipe runs timed until the log has flowed through (median)")
     ap.add_argument("--no-site", action="store_true",
                     help="also time em caffe under 'python -S' (no site-packages start-up)")
+    ap.add_argument("--python", default=sys.executable,
+                    help="interpreter that runs em caffe in the pipe tests (a virtual environment "
+                         "with em installed is what users run; default: this one)")
     ap.add_argument("--pipe-repeat", type=int, default=1,
                     help="em caffe runs timed until it has recorded the whole log (median)")
     args = ap.parse_args()

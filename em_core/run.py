@@ -26,6 +26,7 @@ from . import _lifecycle, _validate
 from ._files import read_json, write_json_atomic
 from ._lifecycle import Status, error_info
 from ._metricfile import MetricWriter, Record, read_records
+from ._paths import RUN_PARENT_DEFAULT, RUN_PARENT_ENV, parent_dir
 from ._recorded import Recorded
 from ._scalar import INT64_MAX, INT64_MIN, direct_kind, to_number
 from .dist import dist_info
@@ -36,7 +37,6 @@ __all__ = ["NoOpRun", "Run", "create_run", "load_run"]
 
 FORMAT_VERSION = 1
 META_FILE = "run.json"
-RUN_PARENT_ENV, RUN_PARENT_DEFAULT = "EM_RUN_PARENT_DIR", ".em/runs"
 METRICS_FILE = "metrics.bin"
 _ALPHABET = string.ascii_lowercase + string.digits
 _EMPTY: dict[Any, Any] = {}
@@ -48,16 +48,6 @@ def now_iso() -> str:
 
 def ts_iso(ts: float) -> str:
     return datetime.fromtimestamp(ts).astimezone().isoformat(timespec="microseconds")
-
-
-def parent_dir(parent_env: str, default: str) -> Path:
-    """``$<parent_env>``, or ``default`` when unset or empty."""
-    return Path(os.environ.get(parent_env) or default)
-
-
-def run_parent_dir() -> Path:
-    """Where :func:`create_run` makes runs: ``$EM_RUN_PARENT_DIR``, default ``.em/runs``."""
-    return parent_dir(RUN_PARENT_ENV, RUN_PARENT_DEFAULT)
 
 
 def new_dir(parent_env: str, default: str, name: str) -> Path:

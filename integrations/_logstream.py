@@ -8,7 +8,9 @@ copy, ``console.log`` in the run directory; the em process reads that copy at it
 and hands complete lines to a *sink* (a log recorder). A log that comes faster than it can
 be parsed piles up on disk, not in front of the training: Caffe never blocks on its stderr
 because of em. Whatever the sink does wrong is reported through ``em.handle_problem`` and
-the sink is switched off; the pass-through never stops because of em.
+the sink is switched off; the pass-through never stops because of em. The pass-through
+process itself is :mod:`integrations._passthrough`, which loads next to nothing: ``em caffe``
+forks it before loading the parser and em (:func:`command_main`, ``early``).
 
 Signals: SIGINT and SIGTERM end the pipe (``em caffe`` in a pipeline), or are forwarded to
 the child (``em caffe run -- ...``), whose exit then ends it. A closed stdout (SIGPIPE) ends
@@ -27,11 +29,28 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ._passthrough import (
+    _BUFSIZE,
+    _NOTE_FAILED,
+    _SIGNALS,
+    Early,
+    _Flag,
+    _install,
+    _read,
+    _release,
+    _restore,
+    _Stop,
+    _widen_pipe,
+    _write_all,
+    fork_pass_through,
+    open_copy,
+    start_early,
+)
+
 __all__ = ["CONSOLE_LOG", "Outcome", "Recorder", "Sink", "add_run_arguments", "command_main",
            "exit_code", "pass_through_only", "pump", "record", "run_child", "run_stdin",
            "split_command", "start_child"]
 
-_BUFSIZE = 1 << 20
 _MAX_TAIL = 1 << 20  # a "line" longer than this (progress bars with \r only) is parsed as is
 
 
@@ -82,13 +101,6 @@ class Outcome:
     error: BaseException | None = None
 
 
-class _Stop(BaseException):  # not an Exception: a sink's `except Exception` must not eat it
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-        self.name = signal.Signals(signum).name
-
-
 class _SafeSink:
     """Calls the sink; its first exception is reported and turns it off."""
 
@@ -115,39 +127,6 @@ def _report(exc: BaseException) -> None:
                                        f"{type(exc).__name__}: {exc}"), key="logstream-sink")
     except Exception:  # noqa: BLE001 - strict mode: the caller re-raises `exc` at the end
         pass
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    n = os.write(fd, data)  # one call, nearly always
-    if n < len(data):
-        view = memoryview(data)[n:]
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
-
-
-class _Flag:
-    """Signals seen by the pipe; a handler raises only while the pipe blocks in a read."""
-
-    def __init__(self) -> None:
-        self.reading = False
-        self.signum: int | None = None
-
-    def check(self) -> None:
-        if self.signum is not None:
-            raise _Stop(self.signum)
-
-
-def _widen_pipe(fd: int, size: int) -> None:
-    """Ask for a bigger pipe buffer (Linux): fewer, larger reads when the log comes fast."""
-    try:
-        import fcntl
-        import stat
-
-        if stat.S_ISFIFO(os.fstat(fd).st_mode):
-            fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), size)
-    except (OSError, ValueError, ImportError):
-        pass  # not Linux, not a pipe, or above /proc/sys/fs/pipe-max-size: keep the default
 
 
 class _Lines:
@@ -201,27 +180,6 @@ def pump(fd_in: int, fd_out: int | None, sink: Sink | None, *, bufsize: int = _B
     finally:
         lines.end()
     return safe
-
-
-def _read(fd: int, bufsize: int, flag: _Flag) -> bytes:
-    flag.reading = True
-    try:
-        flag.check()
-        return os.read(fd, bufsize)
-    finally:
-        flag.reading = False
-
-
-def _install(handler: object) -> dict[int, object]:
-    previous = {}
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        previous[signum] = signal.signal(signum, handler)  # type: ignore[arg-type]
-    return previous
-
-
-def _restore(previous: dict[int, object]) -> None:
-    for signum, handler in previous.items():
-        signal.signal(signum, handler)  # type: ignore[arg-type]
 
 
 def run_stdin(sink: Sink | None, *, fd_in: int | None = None, fd_out: int | None = None) -> Outcome:
@@ -313,157 +271,6 @@ def _wait(proc: subprocess.Popen[bytes], timeout: float | None) -> int | None:
 # process, which owns the run) reads the copy at its own pace. A log that arrives faster
 # than it can be parsed piles up in the copy on disk, never in front of the training.
 
-_NOTE_DATA = b"."  # a chunk was appended to the copy
-_NOTE_FAILED = b"!"  # appending failed (followed by one byte: errno % 256); copying stopped
-
-
-def _pass_through(fd_in: int, fd_out: int, copy_fd: int, note_fd: int, *,
-                  stop_on_signals: bool) -> int:
-    """The pass-through process's loop; returns its exit status: 0 at end of input,
-    128+N after signal N (pipe mode), 141 when stdout was closed."""
-    flag = _Flag()
-    if stop_on_signals:
-        def stop(signum: int, frame: object) -> None:
-            flag.signum = signum
-            if flag.reading:
-                raise _Stop(signum)
-
-        _install(stop)
-    else:  # run mode: the recorder forwards signals to the command; drain until it ends
-        _install(signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
-    _widen_pipe(fd_in, _BUFSIZE)
-    _widen_pipe(fd_out, _BUFSIZE)
-    os.set_blocking(note_fd, False)
-    try:
-        ended, copying = _tee_loop(fd_in, fd_out, copy_fd, note_fd, flag)
-        while not ended and (chunk := _read(fd_in, _BUFSIZE, flag)):
-            _write_all(fd_out, chunk)  # the output first: the copy can wait, stdout not
-            if copying:
-                copying = _append(copy_fd, note_fd, chunk)
-    except _Stop as exc:
-        return 128 + exc.signum
-    except BrokenPipeError:
-        return 141
-    return 0
-
-
-def _tee_loop(fd_in: int, fd_out: int, copy_fd: int, note_fd: int,
-              flag: _Flag) -> tuple[bool, bool]:
-    """The pass-through without copying through this process (Linux, stdin and stdout both
-    pipes): tee(2) puts the input's pages on stdout, then splice(2) moves them into the
-    copy, so each byte is copied once in the kernel where ``cat`` copies it twice.
-
-    Returns (the input ended, still copying); (False, True) at once when tee(2) cannot be
-    used here, and (False, False) after the copy failed: the plain loop takes over.
-    """
-    tee = _libc_tee() if hasattr(os, "splice") else None
-    if tee is None or not (_is_pipe(fd_in) and _is_pipe(fd_out)):
-        return False, True
-    import ctypes
-    import errno
-
-    first = True
-    while True:
-        # The signal handler only takes note here (flag.reading stays False): a signal
-        # interrupts a blocked tee(2) with EINTR, and bytes tee(2) has put on stdout
-        # still go into the copy before the next check stops the loop.
-        flag.check()
-        n = tee(fd_in, fd_out, _BUFSIZE, 0)
-        err = ctypes.get_errno() if n < 0 else 0
-        if n == 0:
-            return True, True
-        if n < 0:
-            if err == errno.EINTR:
-                continue
-            if err == errno.EPIPE:
-                raise BrokenPipeError(err, os.strerror(err))
-            if first:  # EINVAL and the like: not for these descriptors after all
-                return False, True
-            raise OSError(err, os.strerror(err))
-        first = False
-        if not _splice_all(fd_in, copy_fd, note_fd, n):
-            return False, False
-
-
-def _splice_all(fd_in: int, copy_fd: int, note_fd: int, n: int) -> bool:
-    """Move ``n`` bytes (already on stdout) from the input into the copy and note them;
-    False (the bytes taken off the input all the same) once the copy or the recorder is gone."""
-    left = n
-    try:
-        while left:
-            left -= os.splice(fd_in, copy_fd, left)
-    except OSError as exc:
-        while left:  # already passed through: only the copy misses them
-            left -= len(os.read(fd_in, left))
-        _note_failure(note_fd, exc)
-        return False
-    return _note(note_fd)
-
-
-def _libc_tee() -> Callable[[int, int, int, int], int] | None:
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        tee = libc.tee
-    except (OSError, AttributeError, ImportError):
-        return None
-    tee.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_size_t, ctypes.c_uint]
-    tee.restype = ctypes.c_ssize_t
-    return tee
-
-
-def _is_pipe(fd: int) -> bool:
-    import stat
-
-    try:
-        return stat.S_ISFIFO(os.fstat(fd).st_mode)
-    except OSError:
-        return False
-
-
-def _append(copy_fd: int, note_fd: int, chunk: bytes) -> bool:
-    """Append ``chunk`` to the copy and note it; False once the copy or the recorder is gone."""
-    try:
-        _write_all(copy_fd, chunk)
-    except OSError as exc:
-        _note_failure(note_fd, exc)
-        return False
-    return _note(note_fd)
-
-
-def _note(note_fd: int) -> bool:
-    try:
-        os.write(note_fd, _NOTE_DATA)
-    except BlockingIOError:
-        pass  # notes are pending already: the recorder reads this chunk with the others
-    except OSError:  # the recorder died: nobody reads the copy any more
-        return False
-    return True
-
-
-def _note_failure(note_fd: int, exc: OSError) -> None:
-    """E.g. a full disk: the recorder says so, the output goes on."""
-    try:
-        os.set_blocking(note_fd, True)
-        os.write(note_fd, _NOTE_FAILED + bytes([(exc.errno or 0) % 256]))
-    except OSError:
-        pass
-
-
-def _close_fds_except(keep: set[int]) -> None:
-    """Close every inherited descriptor but ``keep``: above all the run's lock, whose holder
-    must be the recorder alone (a dead recorder must show as such)."""
-    low = 3
-    for fd in sorted(k for k in keep if k >= 3):
-        os.closerange(low, fd)
-        low = fd + 1
-    os.closerange(low, 1 << 16)
-
-
-_SIGNALS = {signal.SIGINT, signal.SIGTERM}
-
 
 class PassThrough:
     """The output of a training on its way to stdout, in a process of its own.
@@ -474,7 +281,8 @@ class PassThrough:
     """
 
     def __init__(self, copy_fd: int, proc: subprocess.Popen[bytes] | None, fd_in: int,
-                 fd_out: int, *, release: tuple[int | None, int | None]) -> None:
+                 fd_out: int, *, release: tuple[int | None, int | None],
+                 early: Early | None = None) -> None:
         self.copy_fd = copy_fd
         self.proc = proc
         self.fd_in = fd_in
@@ -483,33 +291,18 @@ class PassThrough:
         self._stop = _Flag()  # signum set: recording stops at once (2nd signal, pipe mode)
         self.pid: int | None = None  # None: follow() does it all in one process
         self._note_r = -1
-        if not hasattr(os, "fork"):  # Windows
+        self._niced = False
+        if early is not None:  # started already, stdin/stdout released
+            self.pid, self._note_r, self._niced = early.pid, early.note_r, early.niced
             return
-        note_r, note_w = os.pipe()
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()  # nothing buffered here may come out twice
-            except (OSError, ValueError):
-                pass
-        signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)  # each side installs its own first
         try:
-            pid = os.fork()
+            forked = fork_pass_through(copy_fd, fd_in, fd_out, stop_on_signals=proc is None)
         except OSError as exc:  # no process to spare
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
-            os.close(note_r)
-            os.close(note_w)
             _report(exc)
             return
-        if pid == 0:  # the pass-through
-            status = 70
-            try:
-                _close_fds_except({fd_in, fd_out, 2, copy_fd, note_w})
-                status = _pass_through(fd_in, fd_out, copy_fd, note_w,
-                                       stop_on_signals=proc is None)
-            finally:
-                os._exit(status)
-        self.pid, self._note_r = pid, note_r
-        os.close(note_w)
+        if forked is None:  # no fork (Windows)
+            return
+        self.pid, self._note_r = forked
         if proc is not None:
             assert proc.stdout is not None
             proc.stdout.close()  # the pass-through alone reads it: if it dies, caffe gets SIGPIPE
@@ -538,7 +331,7 @@ class PassThrough:
         outcome = self.outcome
         previous = _install(self._on_signal)  # over em_core's, which would end the run early
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)  # what came meanwhile lands here
-        if nice:
+        if nice and not self._niced:
             try:
                 os.nice(nice)  # the training and its output first
             except OSError:
@@ -592,6 +385,11 @@ def start_pass_through(copy_fd: int, *, command: Sequence[str] | None = None,
                        release=(fd_in if own_in else None, fd_out if own_out else None))
 
 
+def _adopt(early: Early) -> PassThrough:
+    """The :class:`PassThrough` of a pass-through :func:`start_early` started."""
+    return PassThrough(early.copy_fd, None, 0, 1, release=(None, None), early=early)
+
+
 def record(sink: Sink, copy_fd: int, *, command: Sequence[str] | None = None,
            fd_in: int | None = None, fd_out: int | None = None, nice: int = 10) -> Outcome:
     """Pass the output through in a child process, record it in this one.
@@ -642,28 +440,7 @@ def _follow(copy_fd: int, note_r: int, safe: _SafeSink, stop: _Flag) -> int | No
     return copy_errno
 
 
-def _release(fd_in: int | None, fd_out: int | None) -> None:
-    """Point the recorder's own stdin/stdout at /dev/null: a reader after em sees the end of
-    the output when the pass-through ends, and a writer before em gets SIGPIPE if it dies."""
-    null = os.open(os.devnull, os.O_RDWR)
-    try:
-        for fd in (fd_in, fd_out):
-            if fd is not None:
-                os.dup2(null, fd)
-    finally:
-        os.close(null)
-
-
 CONSOLE_LOG = "console.log"
-
-
-def _open_copy(parent: Any) -> tuple[int, str]:
-    """A new file for the pass-through to copy the log into, beside the runs (so that it can
-    be moved into the run directory once that exists): (descriptor, path)."""
-    import tempfile
-
-    os.makedirs(parent, exist_ok=True)
-    return tempfile.mkstemp(prefix=".console-", suffix=".log", dir=parent)
 
 
 def _create_run(em: Any, args: argparse.Namespace, command: list[str] | None,
@@ -742,17 +519,22 @@ def command_main(argv: Sequence[str] | None, *, prog: str, description: str,
                  make_recorder: Callable[[Any, argparse.Namespace], Recorder],
                  add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
                  hparams: Callable[[argparse.Namespace, list[str] | None], dict] | None = None,
-                 ) -> int:
+                 early: Early | None = None) -> int:
     """The body of ``em caffe`` and ``em mxnet``: options, run, pipe, status, exit code.
 
     ``argv`` is either options (pipe mode: stdin to stdout) or ``run [options] -- COMMAND``.
-    The pass-through starts before the run is created (:func:`start_pass_through`), and the
-    log it copies becomes ``console.log`` in the run directory (unless
+    The pass-through starts before the run is created: in pipe mode before the options are
+    even read (:func:`~integrations._passthrough.start_early`, unless the caller passes the
+    ``early`` one it started), in ``run`` mode with the command (:func:`start_pass_through`).
+    The log it copies becomes ``console.log`` in the run directory (unless
     ``--no-console-log``). A bad option in pipe mode, or a run that cannot be created, still
     passes the output through (recording nothing). The recorder's exceptions are reported
     with ``em.handle_problem`` after the whole output went through.
     """
-    args_in, command, problem = split_command(sys.argv[1:] if argv is None else argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if early is None:
+        early = start_early(argv)  # pipe mode: the output flows from here on
+    args_in, command, problem = split_command(argv)
     if problem:
         _say(prog, problem)
         return 2
@@ -764,25 +546,35 @@ def command_main(argv: Sequence[str] | None, *, prog: str, description: str,
     try:
         args = parser.parse_args(args_in)
     except SystemExit as exc:
-        if exc.code in (0, None):
+        if exc.code in (0, None) and early is None:
             return 0
         if command:
             return 2  # nothing started yet: better not to start a training with a typo
         _say(prog, "recording nothing; passing the output through")
+        if early is not None:
+            os.unlink(early.copy_path)
+            try:
+                return exit_code(_adopt(early).follow(None), child=False) or 2
+            finally:
+                os.close(early.copy_fd)
         return pass_through_only(None) or 2
 
     import em_core as em
-    from em_core.run import run_parent_dir
+    from em_core._paths import run_parent_dir
 
-    try:
-        copy_fd, path = _open_copy(run_parent_dir())
-        copy_path: str | None = path
-    except OSError as exc:
-        _say(prog, f"cannot write the copy of the log ({exc}); recording nothing")
-        return pass_through_only(command)
+    if early is not None:
+        copy_fd, path = early.copy_fd, early.copy_path
+    else:
+        try:
+            copy_fd, path = open_copy(str(run_parent_dir()))
+        except OSError as exc:
+            _say(prog, f"cannot write the copy of the log ({exc}); recording nothing")
+            return pass_through_only(command)
+    copy_path: str | None = path
     try:
         try:  # the output flows from here on, whatever creating the run takes (git, ...)
-            pipe = start_pass_through(copy_fd, command=command)
+            pipe = _adopt(early) if early is not None else start_pass_through(copy_fd,
+                                                                              command=command)
         except OSError as exc:
             assert command is not None
             _say(prog, f"cannot start {command[0]!r}: {exc}")

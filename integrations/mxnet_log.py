@@ -26,6 +26,7 @@ from typing import Any
 
 from ._logstream import command_main
 from ._logstream import parse_number as _number
+from ._passthrough import Early
 
 __all__ = ["BatchLog", "Checkpoint", "Crash", "EpochLog", "GluonEpochLog", "MXNetLogParser",
            "MXNetRecorder", "Start", "main"]
@@ -494,11 +495,12 @@ class MXNetRecorder:
         return status
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, early: Early | None = None) -> int:
     """Entry point of ``em mxnet`` (entry-point group ``em.commands``).
 
     Args:
         argv: The arguments after ``em mxnet`` (default: ``sys.argv[1:]``).
+        early: The pass-through, when the caller started it already (``em mxnet``).
 
     Returns:
         Pipe mode: 0, or 130/143 after SIGINT/SIGTERM, 141 when stdout was closed, 2 for
@@ -509,7 +511,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Record an MXNet training run from its log; the log passes through to "
                     "stdout unchanged. 'em mxnet run [options] -- python train.py' starts the "
                     "script itself and returns its exit status.",
-        make_recorder=lambda run, args: MXNetRecorder(run))
+        make_recorder=lambda run, args: MXNetRecorder(run), early=early)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,6 +2,6 @@
 
 import sys
 
-from ._cli import main
+from .._commands import caffe
 
-sys.exit(main())
+sys.exit(caffe())

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._logstream import command_main
+from .._passthrough import Early
 from ._parser import CaffeLogParser
 from ._prototxt import PrototxtError, solver_hparams
 
@@ -62,11 +63,12 @@ def _recorder(run: Any, args: argparse.Namespace) -> Any:
     return CaffeRecorder(run, parser=parser)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, early: Early | None = None) -> int:
     """Entry point of ``em caffe`` (entry-point group ``em.commands``).
 
     Args:
         argv: The arguments after ``em caffe`` (default: ``sys.argv[1:]``).
+        early: The pass-through, when the caller started it already (``em caffe``).
 
     Returns:
         Pipe mode: 0, or 130/143 after SIGINT/SIGTERM, 141 when stdout was closed, 2 for
@@ -77,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Record a Caffe training run from its log; the log passes through to "
                     "stdout unchanged. 'em caffe run [options] -- caffe train ...' starts "
                     "Caffe itself and returns its exit status.",
-        add_arguments=_arguments, hparams=_hparams, make_recorder=_recorder)
+        add_arguments=_arguments, hparams=_hparams, make_recorder=_recorder, early=early)
 
 
 if __name__ == "__main__":  # pragma: no cover

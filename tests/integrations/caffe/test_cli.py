@@ -133,6 +133,53 @@ def test_bad_option_still_passes_through(tmp_path: Path) -> None:
                          env=env(), cwd=tmp_path, check=False)
     assert res.stdout == b"abc\n" and res.returncode == 2
     assert "--no-such-option" in res.stderr.decode()
+    assert list(runs(tmp_path).iterdir()) == []  # the copy of the log is gone, no run
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h", "--he"])
+def test_help_reads_nothing_and_records_nothing(tmp_path: Path, flag: str) -> None:
+    res = subprocess.run([sys.executable, "-m", "em_core.cli", "caffe", flag], input=b"abc\n",
+                         capture_output=True, env=env(), cwd=tmp_path, check=False)
+    assert res.returncode == 0 and res.stdout.startswith(b"usage: em caffe")
+    assert not runs(tmp_path).exists()
+
+
+GATE = """
+import os, sys, time
+class Gate:  # holds the import of em's run module (and of the parsers) until the test opens it
+    def find_spec(self, name, path=None, target=None):
+        if name in ("em_core.run", "integrations.caffe", "integrations.mxnet_log"):
+            deadline = time.monotonic() + 60
+            while not os.path.exists(os.environ["GATE"]) and time.monotonic() < deadline:
+                time.sleep(0.01)
+        return None
+sys.meta_path.insert(0, Gate())
+from em_core.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("command", ["caffe", "mxnet"])
+def test_the_log_flows_before_em_is_loaded(tmp_path: Path, command: str) -> None:
+    """`em caffe`/`em mxnet` start the pass-through before loading the parser or the run."""
+    gate = tmp_path / "gate"
+    proc = subprocess.Popen([sys.executable, "-c", GATE, command, "--name", "early"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            env=dict(env(), GATE=str(gate)), cwd=tmp_path)
+    assert proc.stdin is not None and proc.stdout is not None
+    line = QIEXING.read_bytes().splitlines(keepends=True)[600]
+    proc.stdin.write(line)
+    proc.stdin.flush()
+    assert read_line_or_fail(proc.stdout, timeout=50) == line
+    assert not gate.exists()  # so the line came through while em was not loaded yet
+    gate.touch()
+    proc.stdin.close()
+    assert proc.stdout.read() == b""
+    assert proc.wait(60) == 0
+    run = the_run(tmp_path)
+    assert (Path(run.local) / CONSOLE_LOG).read_bytes() == line
+    # Caffe's log ended mid-training; an MXNet log has no end marker
+    assert run.status == (em.Status.FAILED if command == "caffe" else em.Status.COMPLETE)
 
 
 def test_solver_file_hparams_win(tmp_path: Path) -> None:
