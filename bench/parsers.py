@@ -118,14 +118,17 @@ def _env(tmp: str) -> dict[str, str]:
 
 
 def latency(command: list[str], lines: list[bytes], env: dict[str, str],
-            slow: float) -> float:
-    """Median microseconds from writing a line to reading it back through ``command``."""
+            slow: float) -> tuple[float, float]:
+    """Median microseconds from writing a line to reading it back through ``command``, and
+    milliseconds from starting ``command`` to reading back the first line (start-up)."""
+    t0 = time.perf_counter()
     proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
                             bufsize=0)
     assert proc.stdin is not None and proc.stdout is not None
     # wait until the program is up (python start-up is not pipe latency)
     proc.stdin.write(b"warm-up\n")
     proc.stdout.readline()
+    first = (time.perf_counter() - t0) * 1000
     samples = []
     for line in lines:
         if slow:
@@ -137,7 +140,7 @@ def latency(command: list[str], lines: list[bytes], env: dict[str, str],
         assert got == line
     proc.stdin.close()
     proc.wait()
-    return statistics.median(samples) * 1e6
+    return (statistics.median(samples) * 1e6 if samples else math.nan), first
 
 
 def pipe_wall(big: str, command: list[str], env: dict[str, str], *,
@@ -181,10 +184,16 @@ def pipes(args: argparse.Namespace, tmp: str) -> None:
                                                             ("em caffe", em_caffe))}
         for s in (0, args.slow_ms):
             n = len(fast if not s else slow)
+            cat, em = lat[("cat", s)][0], lat[("em caffe", s)][0]
             print(f"pipe latency per line, median of {n}"
                   + (f", a line every {s} ms" if s else ", back to back")
-                  + f": cat {lat[('cat', s)]:.0f} us, em caffe {lat[('em caffe', s)]:.0f} us "
-                  f"(+{lat[('em caffe', s)] - lat[('cat', s)]:.0f} us; {load()})", flush=True)
+                  + f": cat {cat:.0f} us, em caffe {em:.0f} us (+{em - cat:.0f} us; {load()})",
+                  flush=True)
+        firsts = {name: [latency(cmd, [], env, 0)[1] for _ in range(9)]
+                  for name, cmd in (("cat", ["cat"]), ("em caffe", em_caffe))}
+        print(f"first line through after start (start-up), median of 9: cat "
+              f"{statistics.median(firsts['cat']):.1f} ms, em caffe "
+              f"{statistics.median(firsts['em caffe']):.1f} ms ({load()})", flush=True)
     if args.only not in (None, "pipe"):
         return
     big = os.path.join(tmp, "big.log")
