@@ -243,8 +243,8 @@ def run_child(command: Sequence[str] | subprocess.Popen[bytes], sink: Sink | Non
 
     previous = _install(forward)
     safe = _SafeSink(sink)
+    assert proc.stdout is not None
     try:
-        assert proc.stdout is not None
         pump(proc.stdout.fileno(), fd_out, sink, safe=safe)
         outcome.returncode = proc.wait()
     except BrokenPipeError:
@@ -441,10 +441,12 @@ def _follow(copy_fd: int, note_r: int, safe: _SafeSink, stop: _Flag) -> int | No
 
 
 CONSOLE_LOG = "console.log"
+#: What a command takes its initial hyperparameters from: its options and the command.
+HparamsFrom = Callable[[argparse.Namespace, "list[str] | None"], "dict[str, Any]"]
 
 
 def _create_run(em: Any, args: argparse.Namespace, command: list[str] | None,
-                hparams: Callable[[argparse.Namespace, list[str] | None], dict] | None,
+                hparams: HparamsFrom | None,
                 prog: str) -> Any:
     """The run for the log, or None (said on stderr) when it cannot be created."""
     try:
@@ -518,7 +520,7 @@ def _say(prog: str, message: str) -> None:
 def command_main(argv: Sequence[str] | None, *, prog: str, description: str,
                  make_recorder: Callable[[Any, argparse.Namespace], Recorder],
                  add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
-                 hparams: Callable[[argparse.Namespace, list[str] | None], dict] | None = None,
+                 hparams: HparamsFrom | None = None,
                  early: Early | None = None) -> int:
     """The body of ``em caffe`` and ``em mxnet``: options, run, pipe, status, exit code.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 __all__ = ["CaffeEvent", "Failed", "Finished", "Resumed", "Snapshot", "Solving",
            "SolverParameters", "TestResult", "TrainIteration"]
@@ -57,7 +58,7 @@ class Solving:
 class SolverParameters:
     """The solver parameters Caffe prints after ``Initializing solver from parameters:``."""
 
-    params: dict
+    params: dict[str, Any]
     time: datetime | None = None
 
 

@@ -764,7 +764,7 @@ class CaffeLogParser:
         if "Test score" in text:
             m = _SCORE.search(text)
             value = _number(m.group(2)) if m else None
-            if value is not None:
+            if m is not None and value is not None:
                 if self._test is None:
                     self._test = TestResult(self._iteration, time=self._time(text))
                 self._test.outputs[f"score_{m.group(1)}"] = value
