@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import os
 import time
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -55,13 +56,25 @@ def _require_mxnet() -> Any:
     return mxnet
 
 
-def _name_values(metric: Any) -> dict[str, Any]:
-    """``{name: value}`` of an ``EvalMetric`` (``get_name_value``) or a mapping."""
+def _name_values(metric: Any, *, whole: bool = False) -> dict[str, Any]:
+    """``{name: value}`` of an ``EvalMetric`` or a mapping. ``whole``: the value since the
+    last ``reset()`` (``get_global_name_value``, what MXNet prints as ``Train-...`` at the end
+    of an epoch), not since the last ``reset_local()`` (which ``Speedometer`` calls every
+    ``frequent`` batches)."""
     if metric is None:
         return {}
     if isinstance(metric, Mapping):
         return dict(metric)
-    return {str(k): v for k, v in metric.get_name_value()}
+    get = getattr(metric, "get_global_name_value", None) if whole else None
+    return {str(k): v for k, v in (get or metric.get_name_value)()}
+
+
+def _positive_int(value: Any, name: str, *, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1{' or None' if optional else ''}, "
+                         f"got {value!r}")
 
 
 def _plain(value: Any) -> Any:
@@ -110,7 +123,8 @@ def _kvstore_hparams(kv: Any) -> dict[str, Any]:
         return {"kvstore": kv}
     out: dict[str, Any] = {"kvstore": str(getattr(kv, "type", type(kv).__name__))}
     workers = getattr(kv, "num_workers", None)
-    if isinstance(workers, int) and "dist" in out["kvstore"]:
+    if isinstance(workers, int) and ("dist" in out["kvstore"]
+                                     or out["kvstore"].startswith(("horovod", "byteps"))):
         out["kvstore_num_workers"] = workers
     return out
 
@@ -118,9 +132,16 @@ def _kvstore_hparams(kv: Any) -> dict[str, Any]:
 def log_fit_args(run: Any, **fit_kwargs: Any) -> dict[str, Any]:
     """Record ``Module.fit`` arguments as given, and return them unchanged for ``fit(**...)``.
 
-    Recorded as hyperparameters: ``optimizer``, ``optimizer_params`` (a dict),
-    ``num_epoch``, ``begin_epoch``, ``kvstore`` and ``initializer`` (its class name), when
-    present. Other keyword arguments pass through unrecorded.
+    Recorded as hyperparameters, when present: ``optimizer`` (a name, or an
+    ``mx.optimizer.Optimizer``: its lowercased class name, and its settings as
+    ``optimizer_params`` since MXNet then ignores the ``optimizer_params`` argument),
+    ``optimizer_params`` (a dict or ``(name, value)`` pairs, as ``fit`` takes them),
+    ``num_epoch``, ``begin_epoch``, ``kvstore`` (a name, or a KVStore: its type, and the
+    worker count when distributed) and ``initializer`` (its class name). Other keyword
+    arguments pass through unrecorded.
+
+    Raises:
+        TypeError: ``optimizer_params`` is neither a mapping nor (name, value) pairs.
     """
     rec: dict[str, Any] = {}
     for key in ("optimizer", "num_epoch", "begin_epoch", "kvstore", "initializer"):
@@ -129,9 +150,25 @@ def log_fit_args(run: Any, **fit_kwargs: Any) -> dict[str, Any]:
             rec[key] = value if isinstance(value, (str, int, float)) else _plain(value)
     if "optimizer_params" in fit_kwargs:
         params = fit_kwargs["optimizer_params"]
-        rec["optimizer_params"] = {str(k): _plain(v) for k, v in dict(params).items()}
+        try:
+            pairs = dict(params)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"optimizer_params must be a dict or a sequence of (name, value) "
+                            f"pairs, as Module.fit takes it; got {params!r}") from exc
+        rec["optimizer_params"] = {str(k): _plain(v) for k, v in pairs.items()}
+    opt = fit_kwargs.get("optimizer")
+    if opt is not None and not isinstance(opt, str):  # an Optimizer: what it holds
+        held = _optimizer_hparams(opt)
+        rec["optimizer"] = held.pop("optimizer")
+        rec["optimizer_params"] = held
+    kv = fit_kwargs.get("kvstore")
+    if kv is not None and not isinstance(kv, str):
+        rec.update(_kvstore_hparams(kv))
     if rec:
-        run.hparams.update(rec)
+        try:
+            run.hparams.update(rec)
+        except Exception as exc:  # noqa: BLE001 - recording must not stop the training
+            em.handle_problem(exc, key="mxnet-fit-args")
     return fit_kwargs
 
 
@@ -160,6 +197,24 @@ class _Progress:
         self.metric: Any = None  # the training EvalMetric fit() uses
 
 
+# The callbacks of one run find each other's progress through the run: the epoch-end and
+# eval-end callbacks then share the batch callback's step axis and metric without batch_end=.
+_PROGRESS: weakref.WeakKeyDictionary[Any, _Progress] = weakref.WeakKeyDictionary()
+
+
+def _progress_of(run: Any) -> _Progress:
+    try:
+        return _PROGRESS.setdefault(run, _Progress())
+    except TypeError:  # a run that cannot be weakly referenced: this callback alone
+        return _Progress()
+
+
+def _check_batch_end(batch_end: Any) -> None:
+    if batch_end is not None and not isinstance(batch_end, EMBatchEndCallback):
+        raise TypeError(f"batch_end must be the run's EMBatchEndCallback or None, got "
+                        f"{batch_end!r}")
+
+
 class EMBatchEndCallback:
     """``batch_end_callback`` for ``Module.fit``: training metrics every ``frequent`` batches.
 
@@ -181,15 +236,13 @@ class EMBatchEndCallback:
     def __init__(self, run: Any, batch_size: int | None = None, *, frequent: int = 50,
                  module: Any = None) -> None:
         _require_mxnet()
-        if not isinstance(frequent, int) or isinstance(frequent, bool) or frequent < 1:
-            raise ValueError(f"frequent must be an int >= 1, got {frequent!r}")
-        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-            raise ValueError(f"batch_size must be an int >= 1 or None, got {batch_size!r}")
+        _positive_int(frequent, "frequent")
+        _positive_int(batch_size, "batch_size", optional=True)
         self.run = run
         self.batch_size = batch_size
         self.frequent = frequent
         self.module = module
-        self.progress = _Progress()
+        self.progress = _progress_of(run)
         self._off = isinstance(run, em.NoOpRun)
         self._tic = time.perf_counter()
         self._since = 0
@@ -237,14 +290,19 @@ class EMEvalEndCallback:
     """``eval_end_callback`` for ``Module.fit``: validation metrics as type ``'val'``.
 
     Fires once per epoch after ``fit`` scored ``eval_data``; logs the eval metric's
-    name/value pairs at ``epoch=param.epoch`` and, with ``batch_end=``, the global step of
-    that callback (else ``step=epoch``).
+    name/value pairs at ``epoch=param.epoch`` and at the global step of the run's
+    :class:`EMBatchEndCallback` (found through the run; ``step=epoch`` when the run has none).
+
+    Args:
+        run: The em run.
+        batch_end: The run's :class:`EMBatchEndCallback` (optional: found through the run).
     """
 
     def __init__(self, run: Any, *, batch_end: EMBatchEndCallback | None = None) -> None:
         _require_mxnet()
+        _check_batch_end(batch_end)
         self.run = run
-        self.batch_end = batch_end
+        self.progress = batch_end.progress if batch_end is not None else _progress_of(run)
         self._off = isinstance(run, em.NoOpRun)
 
     def __call__(self, param: Any) -> None:
@@ -252,9 +310,9 @@ class EMEvalEndCallback:
             return
         try:
             values = _name_values(param.eval_metric)
-            step = self.batch_end.progress.step if self.batch_end else param.epoch
+            step = self.progress.step if self.progress.step >= 0 else param.epoch
             if values:
-                self.run.log("val", values, step=max(step, 0), epoch=param.epoch)
+                self.run.log("val", values, step=step, epoch=param.epoch)
         except Exception as exc:  # noqa: BLE001 - logging must not stop training
             em.handle_problem(exc, key="mxnet-eval-end")
 
@@ -263,46 +321,61 @@ class EMEpochEndCallback:
     """``epoch_end_callback`` for ``Module.fit``: the epoch's training metrics, checkpoints.
 
     Fires after each epoch with ``(epoch, symbol, arg_params, aux_params)``. Logs as type
-    ``'train'`` the training metric of the epoch (read from ``eval_metric``, or from the
-    metric the ``batch_end`` callback saw last) at that callback's global step. With
-    ``checkpoint_prefix``, every ``period`` epochs the files ``<prefix>-symbol.json`` and
-    ``<prefix>-<epoch+1:04d>.params`` (MXNet's ``do_checkpoint`` names; saved here when
-    they do not exist yet) are copied into an output artifact ``<run name>-checkpoints``.
+    ``'train'`` the training metric over the whole epoch (what MXNet prints as
+    ``Train-...``; read from ``eval_metric``, or from the metric the run's
+    :class:`EMBatchEndCallback` saw) at that callback's global step (``step=epoch`` when the
+    run has none). MXNet does not hand the metric to epoch-end callbacks: without either,
+    there is nothing to log and em warns once. With ``checkpoint_prefix``, every ``period``
+    epochs the files ``<prefix>-symbol.json`` and ``<prefix>-<epoch+1:04d>.params`` (MXNet's
+    ``do_checkpoint`` names) are copied into an output artifact ``<run name>-checkpoints``;
+    em saves them itself unless this run wrote them already (``do_checkpoint`` earlier in the
+    list): files left by an earlier run are overwritten, never recorded.
 
     Args:
         run: The em run.
-        batch_end: The run's :class:`EMBatchEndCallback` (for the step and the metric).
-        eval_metric: The training ``EvalMetric`` given to ``fit`` (instead of ``batch_end``).
+        batch_end: The run's :class:`EMBatchEndCallback` (optional: found through the run).
+        eval_metric: The training ``EvalMetric`` given to ``fit`` (instead of the one the
+            batch callback saw).
         checkpoint_prefix: Where checkpoints are (or are to be) saved.
         period: Checkpoint every this many epochs.
     """
 
     def __init__(self, run: Any, *, batch_end: EMBatchEndCallback | None = None,
-                 eval_metric: Any = None, checkpoint_prefix: str | None = None,
+                 eval_metric: Any = None, checkpoint_prefix: str | os.PathLike[str] | None = None,
                  period: int = 1) -> None:
         _require_mxnet()
-        if not isinstance(period, int) or period < 1:
-            raise ValueError(f"period must be an int >= 1, got {period!r}")
+        _check_batch_end(batch_end)
+        _positive_int(period, "period")
+        if checkpoint_prefix is not None and not isinstance(checkpoint_prefix,
+                                                            (str, os.PathLike)):
+            raise TypeError(f"checkpoint_prefix must be a path (str or os.PathLike) or None, "
+                            f"got {checkpoint_prefix!r}")
         self.run = run
-        self.batch_end = batch_end
+        self.progress = batch_end.progress if batch_end is not None else _progress_of(run)
         self.eval_metric = eval_metric
-        self.checkpoint_prefix = checkpoint_prefix
+        self.checkpoint_prefix = (os.fspath(checkpoint_prefix) if checkpoint_prefix is not None
+                                  else None)
         self.period = period
         self.artifact: Any = None
         self._off = isinstance(run, em.NoOpRun)
+        # checkpoint files as an earlier run left them: unchanged, they are not this run's
+        self._before = self._checkpoint_files() if self.checkpoint_prefix else {}
 
     def __call__(self, epoch: int, symbol: Any = None, arg_params: Any = None,
                  aux_params: Any = None) -> None:
         if self._off:
             return
         try:
-            metric = self.eval_metric
-            if metric is None and self.batch_end is not None:
-                metric = self.batch_end.progress.metric
-            values = _name_values(metric)
-            step = self.batch_end.progress.step if self.batch_end else epoch
+            metric = self.eval_metric if self.eval_metric is not None else self.progress.metric
+            if metric is None:
+                raise ValueError("EMEpochEndCallback has no training metric to log (MXNet does "
+                                 "not pass it to epoch-end callbacks): put an "
+                                 "EMBatchEndCallback for this run in batch_end_callback, or "
+                                 "pass eval_metric=")
+            values = _name_values(metric, whole=True)
+            step = self.progress.step if self.progress.step >= 0 else epoch
             if values:
-                self.run.log("train", values, step=max(step, 0), epoch=epoch)
+                self.run.log("train", values, step=step, epoch=epoch)
         except Exception as exc:  # noqa: BLE001 - logging must not stop training
             em.handle_problem(exc, key="mxnet-epoch-end")
         if self.checkpoint_prefix and (epoch + 1) % self.period == 0:
@@ -312,9 +385,9 @@ class EMEpochEndCallback:
         prefix = self.checkpoint_prefix
         files = [f"{prefix}-symbol.json", f"{prefix}-{epoch + 1:04d}.params"]
         try:
-            if not os.path.isfile(files[1]) and arg_params is not None:
+            if arg_params is not None and not self._written_by_this_run(files[1]):
                 mx = _require_mxnet()
-                folder = os.path.dirname(prefix)
+                folder = os.path.dirname(str(prefix))
                 if folder:
                     os.makedirs(folder, exist_ok=True)
                 mx.model.save_checkpoint(prefix, epoch + 1, symbol, arg_params,
@@ -324,10 +397,38 @@ class EMEpochEndCallback:
                                                    description="MXNet checkpoints")
                 self.run.mark_output(self.artifact)
             for path in files:
-                if os.path.isfile(path):
+                if self._written_by_this_run(path):
                     self.artifact.add_file(path)
         except Exception as exc:  # noqa: BLE001 - a full disk must not stop training
             em.handle_problem(exc, key="mxnet-checkpoint")
+
+    def _checkpoint_files(self) -> dict[str, tuple[int, int, int]]:
+        folder, stem = os.path.split(str(self.checkpoint_prefix))
+        try:
+            names = [n for n in os.listdir(folder or ".") if n.startswith(stem + "-")]
+        except OSError:
+            return {}
+        found = {}
+        for name in names:
+            path = os.path.join(folder, name)
+            try:
+                found[path] = _identity(path)
+            except OSError:
+                continue
+        return found
+
+    def _written_by_this_run(self, path: str) -> bool:
+        try:
+            return self._before.get(path) != _identity(path)
+        except OSError:
+            return False
+
+
+def _identity(path: str) -> tuple[int, int, int]:
+    st = os.stat(path)
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
 
 
 class EMGluonLogger:
@@ -338,15 +439,16 @@ class EMGluonLogger:
     mapping), extra scalars given as keywords (``loss=...``; one-element NDArrays are
     fine), the trainer's current ``lr`` and ``samples_per_sec`` as type ``'train'`` at a
     global step counting batches across epochs. ``epoch_end`` logs ``train=`` as
-    ``'train'`` and ``val=`` as ``'val'`` at the same step. The trainer's settings are
+    ``'train'`` and ``val=`` as ``'val'`` at the same step (an ``EvalMetric``'s value since
+    its last ``reset()``, or a mapping). The trainer's settings are
     recorded once, at the first batch (see :func:`log_trainer_hparams`).
     """
 
     def __init__(self, run: Any, *, trainer: Any = None, batch_size: int | None = None,
                  frequent: int = 50) -> None:
         _require_mxnet()
-        if not isinstance(frequent, int) or frequent < 1:
-            raise ValueError(f"frequent must be an int >= 1, got {frequent!r}")
+        _positive_int(frequent, "frequent")
+        _positive_int(batch_size, "batch_size", optional=True)
         self.run = run
         self.trainer = trainer
         self.batch_size = batch_size
@@ -392,7 +494,7 @@ class EMGluonLogger:
         try:
             step = max(self.step, 0)
             for kind, metric in (("train", train), ("val", val)):
-                values = _name_values(metric)
+                values = _name_values(metric, whole=True)
                 if values:
                     self.run.log(kind, values, step=step, epoch=epoch)
         except Exception as exc:  # noqa: BLE001 - logging must not stop training

@@ -200,3 +200,174 @@ def test_a_broken_metric_does_not_stop_training(monkeypatch: pytest.MonkeyPatch)
         cb(mx.model.BatchEndParam(epoch=0, nbatch=0, eval_metric=Broken(), locals=None))
     run.finish()
     assert em.load_run(run.local).status == em.Status.COMPLETE
+
+
+class _Whole(mx.callback.Speedometer):
+    """Notes the metric over the whole epoch at its last batch (what MXNet prints as
+    ``Train-...``), after Speedometer has reset its window."""
+
+    def __init__(self, batches: int, seen: list[dict[str, float]]) -> None:
+        super().__init__(BATCH, 4)
+        self.batches, self.seen = batches, seen
+
+    def __call__(self, param: mx.model.BatchEndParam) -> None:
+        super().__call__(param)
+        if param.nbatch + 1 == self.batches:
+            self.seen.append(dict(param.eval_metric.get_global_name_value()))
+
+
+def test_issue_usage_epoch_metric_is_the_whole_epoch() -> None:
+    """The callbacks as the issue writes them (no batch_end=): one step axis, and the epoch's
+    training metric over the whole epoch, not Speedometer's last window."""
+    x, y = data()
+    mod = module()
+    run = em.create_run(name="usage")
+    whole: list[dict[str, float]] = []
+    mod.fit(mx.io.NDArrayIter(x, y, batch_size=BATCH, shuffle=True),
+            eval_data=mx.io.NDArrayIter(x[:32], y[:32], batch_size=BATCH),
+            num_epoch=2, optimizer_params={"learning_rate": 0.5},
+            batch_end_callback=[EMBatchEndCallback(run, batch_size=BATCH, frequent=3),
+                                _Whole(8, whole)],
+            epoch_end_callback=EMEpochEndCallback(run),
+            eval_end_callback=EMEvalEndCallback(run))
+    run.finish()
+    back = em.load_run(run.local)
+    epoch_recs = [r for r in back.metrics["train"] if "samples_per_sec" not in r["value"]]
+    assert [r["sequence"]["step"] for r in epoch_recs] == [7, 15]
+    assert [r["value"] for r in epoch_recs] == whole
+    windows = [r["value"]["accuracy"] for r in back.metrics["train"]
+               if "samples_per_sec" in r["value"]]
+    assert windows and len(whole) == 2
+    assert [r["sequence"]["step"] for r in back.metrics["val"]] == [7, 15]
+
+
+def test_epoch_callback_without_a_metric_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    run = em.create_run(name="nometric")
+    cb = EMEpochEndCallback(run)
+    with pytest.raises(ValueError, match="no training metric"):  # EM_STRICT=1 in the tests
+        cb(0)
+    monkeypatch.setenv("EM_STRICT", "0")
+    with pytest.warns(em.EmWarning, match="no training metric"):
+        cb(1)
+    run.finish()
+
+
+def test_a_rerun_into_the_same_prefix_records_its_own_checkpoints(tmp_path: Path) -> None:
+    x, y = data(64)
+    prefix = str(tmp_path / "same" / "m")
+    digests = []
+    for seed in (1, 2):
+        mx.random.seed(seed)
+        mod = module()
+        run = em.create_run(name=f"rerun{seed}")
+        metric = mx.metric.Accuracy()
+        mod.fit(mx.io.NDArrayIter(x, y, batch_size=BATCH), num_epoch=1, eval_metric=metric,
+                optimizer_params={"learning_rate": 0.1},
+                epoch_end_callback=EMEpochEndCallback(run, eval_metric=metric,
+                                                      checkpoint_prefix=Path(prefix)))
+        run.finish()
+        art = em.load_artifact(em.load_run(run.local).associations["outputs"][0]["local"])
+        assert sorted(art.objects) == ["m-0001.params", "m-symbol.json"]
+        recorded = (Path(art.local) / "files" / "m-0001.params").read_bytes()
+        assert recorded == Path(prefix + "-0001.params").read_bytes()  # this run's weights
+        digests.append(recorded)
+    assert digests[0] != digests[1]
+
+
+def test_do_checkpoint_files_of_an_earlier_run_are_not_recorded(tmp_path: Path) -> None:
+    x, y = data(32)
+    prefix = str(tmp_path / "m")
+    (tmp_path / "m-0001.params").write_bytes(b"an earlier run")
+    (tmp_path / "m-symbol.json").write_bytes(b"{}")
+    run = em.create_run(name="stale")
+    mod = module()
+    mod.fit(mx.io.NDArrayIter(x, y, batch_size=BATCH), num_epoch=1,
+            optimizer_params={"learning_rate": 0.1},
+            batch_end_callback=EMBatchEndCallback(run, frequent=1),
+            epoch_end_callback=[mx.callback.do_checkpoint(prefix),
+                                EMEpochEndCallback(run, checkpoint_prefix=prefix)])
+    run.finish()
+    art = em.load_artifact(em.load_run(run.local).associations["outputs"][0]["local"])
+    assert (Path(art.local) / "files" / "m-0001.params").read_bytes() != b"an earlier run"
+    assert (Path(art.local) / "files" / "m-symbol.json").read_bytes() != b"{}"
+
+
+def test_fit_args_with_objects_and_bad_params() -> None:
+    run = em.create_run(name="objects")
+    opt = mx.optimizer.SGD(learning_rate=0.3, momentum=0.9, wd=0.001)
+    kv = mx.kv.create("local")
+    kwargs = log_fit_args(run, optimizer=opt, kvstore=kv, num_epoch=3,
+                          optimizer_params=(("learning_rate", 0.01),))
+    assert kwargs["optimizer"] is opt and kwargs["kvstore"] is kv
+    with pytest.raises(TypeError, match="optimizer_params must be a dict.*got 5"):
+        log_fit_args(run, optimizer="sgd", optimizer_params=5)
+    run.finish()
+    hp = em.load_run(run.local).hparams
+    assert hp["optimizer"] == "sgd" and hp["kvstore"] == "local" and hp["num_epoch"] == 3
+    assert hp["optimizer_params"]["learning_rate"] == 0.3  # what the object holds
+    assert (hp["optimizer_params"]["momentum"], hp["optimizer_params"]["wd"]) == (0.9, 0.001)
+
+
+def test_distributed_kvstore_types_record_their_workers() -> None:
+    from integrations.mxnet import _kvstore_hparams
+
+    class KV:
+        def __init__(self, type_: str) -> None:
+            self.type, self.num_workers = type_, 4
+
+    assert _kvstore_hparams(KV("dist_sync")) == {"kvstore": "dist_sync",
+                                                 "kvstore_num_workers": 4}
+    assert _kvstore_hparams(KV("horovod"))["kvstore_num_workers"] == 4
+    assert _kvstore_hparams(KV("byteps"))["kvstore_num_workers"] == 4
+    assert _kvstore_hparams(KV("device")) == {"kvstore": "device"}
+
+
+@pytest.mark.parametrize(("make", "match"), [
+    (lambda run: EMGluonLogger(run, batch_size="32"), "batch_size must be an int >= 1"),
+    (lambda run: EMGluonLogger(run, frequent=True), "frequent must be an int >= 1"),
+    (lambda run: EMBatchEndCallback(run, True), "batch_size must be an int >= 1"),
+    (lambda run: EMEpochEndCallback(run, period=True), "period must be an int >= 1"),
+    (lambda run: EMEpochEndCallback(run, checkpoint_prefix=5), "checkpoint_prefix must be"),
+    (lambda run: EMEpochEndCallback(run, batch_end="x"), "batch_end must be"),
+    (lambda run: EMEvalEndCallback(run, batch_end=object()), "batch_end must be"),
+])
+def test_bad_arguments_name_the_value(make, match: str) -> None:
+    run = em.create_run(name="bad")
+    with pytest.raises((TypeError, ValueError), match=match):
+        make(run)
+    run.finish()
+
+
+def test_logging_problems_warn_once_and_raise_when_strict(monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    run = em.create_run(name="once")
+    cb = EMBatchEndCallback(run, BATCH, frequent=1)
+    bad = mx.model.BatchEndParam(epoch=0, nbatch=0, eval_metric={"acc": "high"}, locals=None)
+    with pytest.raises(Exception, match="acc"):  # EM_STRICT=1
+        cb(bad)
+    monkeypatch.setenv("EM_STRICT", "0")
+    with pytest.warns(em.EmWarning) as caught:
+        cb(bad)
+        cb(bad)
+    assert len(caught) == 1  # once
+    cb(mx.model.BatchEndParam(epoch=0, nbatch=0, eval_metric={"acc": 0.5}, locals=None))
+    run.finish()
+    assert [r["value"] for r in em.load_run(run.local).metrics["train"]] == [{"acc": 0.5}]
+
+
+def test_gluon_epoch_end_records_the_whole_epoch() -> None:
+    run = em.create_run(name="gluon-epoch")
+    logger = EMGluonLogger(run, frequent=100)
+    metric = mx.metric.Accuracy()
+    metric.update(mx.nd.array([1, 0]), mx.nd.array([[0, 1], [1, 0]]))  # 2 of 2
+    metric.reset_local()
+    metric.update(mx.nd.array([1, 1]), mx.nd.array([[1, 0], [1, 0]]))  # 0 of 2
+    for i in range(4):
+        logger.batch_end(0, i, metric)
+    logger.epoch_end(0, train=metric, val={"accuracy": 0.25})
+    run.finish()
+    back = em.load_run(run.local)
+    assert [(r["sequence"]["step"], r["value"]) for r in back.metrics["train"]] == [
+        (3, {"accuracy": 0.5})]
+    assert [(r["sequence"]["step"], r["value"]) for r in back.metrics["val"]] == [
+        (3, {"accuracy": 0.25})]
