@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -52,6 +53,7 @@ __all__ = ["CONSOLE_LOG", "Outcome", "Recorder", "Sink", "add_run_arguments", "c
            "split_command", "start_child"]
 
 _MAX_TAIL = 1 << 20  # a "line" longer than this (progress bars with \r only) is parsed as is
+_QUIET_S = 0.2  # the input is idle once no byte came for this long
 
 
 def parse_number(text: str) -> float | None:
@@ -75,7 +77,8 @@ class Sink(Protocol):
         """Whole lines (``\\n``-terminated; the very last may lack it)."""
 
     def idle(self) -> None:
-        """The input has no more data pending right now."""
+        """The input paused: nothing came for a moment (0.2 s in the two-process pipe;
+        nothing pending right now in the one-process fallback)."""
 
 
 class Recorder(Sink, Protocol):
@@ -418,6 +421,7 @@ def _follow(copy_fd: int, note_r: int, safe: _SafeSink, stop: _Flag) -> int | No
     lines = _Lines(safe)
     offset = 0
     open_ = True  # the pass-through has not ended
+    quiet = False  # idle() was called since the last data
     copy_errno = None
     try:
         while stop.signum is None:
@@ -425,10 +429,15 @@ def _follow(copy_fd: int, note_r: int, safe: _SafeSink, stop: _Flag) -> int | No
             if chunk:
                 offset += len(chunk)
                 lines.add(chunk)
+                quiet = False
                 continue
             if not open_:
                 break
-            safe.call("idle")
+            # glog writes each line on its own: a burst (a test pass's outputs) may be half
+            # read; idle() once the input stayed quiet a moment, not between its lines
+            if not quiet and not select.select([note_r], [], [], _QUIET_S)[0]:
+                safe.call("idle")
+                quiet = True
             notes = os.read(note_r, 4096)  # blocks until more output, or the end of it
             if not notes:
                 open_ = False

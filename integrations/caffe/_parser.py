@@ -53,11 +53,14 @@ _RARE_STARTS = ("Solving", "Resuming from", "Restoring previous", "Snapshotting"
                 "Initializing solver", "This is NVCaffe", "Test score")
 _RARE_ANY = re.compile("|".join(_RARE_STARTS) + "|Log file created")
 _SOLVING = re.compile(r"\] +(?:\[[\d.]+\] +)?Solving ?(.*?)\s*(?:Learning Rate Policy.*)?$")
-_SNAPSHOT = re.compile(r"Snapshotting (solver state )?to (?:binary proto|HDF5|text) file (.+?)\s*$")
+# "... binary proto file PATH"; BVLC's 2015 solver printed "filePATH" for the solver state,
+# and 2014's "Snapshotting to PATH" named no format
+_SNAPSHOT = re.compile(r"Snapshotting (solver state )?to (?:(?:binary proto|HDF5|text) file ?)?"
+                       r"(\S.*?)\s*$")
 _RESUME = re.compile(r"(Resuming from|Restoring previous solver status from) (.+?)\s*$")
 _YEAR_HEADER = re.compile(r"Log file created at: (\d{4})/")
 _YEAR_NVCAFFE = re.compile(r"started at \w+ \w+ +\d+ [\d:]+ (\d{4})")
-_ITER_IN_PATH = re.compile(r"_iter_(\d+)\.")
+_ITER_IN_PATH = re.compile(r"_iter_(\d+)(?:\.|$)")
 _FATAL = re.compile(_PREFIX + r"F\d{4} ")
 _fromiso = datetime.fromisoformat
 # The usual glog stamp, ASCII digits in fixed places: parsed by datetime.fromisoformat (C)
@@ -235,7 +238,7 @@ class CaffeLogParser:
         open training block is left alone: its ``lr`` line closes it.
         """
         out: list[CaffeEvent] = []
-        if self._test is not None:
+        if self._test is not None and self._test.outputs:  # else its outputs are to come
             out.append(self._test)
             self._test = None
         return out

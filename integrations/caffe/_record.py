@@ -23,6 +23,9 @@ from ._parser import CaffeLogParser
 __all__ = ["CaffeRecorder"]
 
 
+# signals a program dies of by itself (a failed CHECK aborts), unlike SIGKILL/SIGTERM
+_CRASHES = frozenset({"SIGABRT", "SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL"})
+
 class CaffeRecorder:
     """Records what a :class:`CaffeLogParser` finds into an em run.
 
@@ -189,6 +192,8 @@ class CaffeRecorder:
                 name = _signal.Signals(-returncode).name
             except ValueError:
                 name = f"signal {-returncode}"
+            if self.reasons or name in _CRASHES:  # glog's fatal path ends in abort()
+                return em.Status.FAILED, "; ".join([*self.reasons, f"caffe died of {name}"])
             return em.Status.KILLED, f"caffe was killed by {name}"
         if self.finished:
             if returncode:

@@ -1,15 +1,17 @@
 """A stand-in for the ``caffe`` binary (not installable here): replays a log.
 
-    python fake_caffe.py train -solver S --log LOG [--exit N] [--pause-at TEXT]
+    python fake_caffe.py train -solver S --log LOG [--exit N | --abort] [--pause-at TEXT]
         [--touch-snapshots]
 
 Writes LOG's bytes to stderr (where glog writes) line by line, flushing each. With
 ``--pause-at``, stops after the first line containing TEXT and waits for a signal: on
 SIGINT it prints Caffe's 'stopped early' lines and exits 0, on SIGTERM it exits by the
 signal. ``--touch-snapshots`` creates each file a 'Snapshotting to' line names.
+``--abort`` ends with abort(), as glog does after a failed CHECK.
 """
 
 import argparse
+import os
 import re
 import signal
 import sys
@@ -20,6 +22,7 @@ p.add_argument("action")
 p.add_argument("-solver")
 p.add_argument("--log", required=True)
 p.add_argument("--exit", type=int, default=0)
+p.add_argument("--abort", action="store_true")
 p.add_argument("--pause-at")
 p.add_argument("--touch-snapshots", action="store_true")
 a = p.parse_args()
@@ -46,4 +49,6 @@ with open(a.log, "rb") as f:
         if a.pause_at and a.pause_at.encode() in line:
             while True:
                 time.sleep(0.05)
+if a.abort:
+    os.abort()
 sys.exit(a.exit)

@@ -207,6 +207,23 @@ def test_run_mode_exit_code_snapshots_and_nan(tmp_path: Path) -> None:
     assert len(losses) == 34 and all(v != v for v in losses)  # NaN kept
 
 
+def test_run_mode_check_failure_is_failed_with_its_reason(tmp_path: Path) -> None:
+    """glog's fatal path ends in abort(): a crash, not a kill."""
+    log = tmp_path / "crash.log"
+    log.write_bytes(b"".join(QIEXING.read_bytes().splitlines(keepends=True)[:620])
+                    + b"F1121 10:00:00.000000  4242 blob.cpp:33] Check failed: shape[i] >= 0 "
+                      b"(-1 vs. 0)\n*** Check failure stack trace: ***\n")
+    res = subprocess.run(
+        em_caffe("run", "--name", "crash", "--", sys.executable, str(FAKE), "train", "--log",
+                 str(log), "--abort"), capture_output=True, env=env(), cwd=tmp_path,
+        check=False)
+    assert res.returncode == 128 + signal.SIGABRT
+    run = the_run(tmp_path)
+    assert run.status == em.Status.FAILED
+    message = run.to_dict()["error"]["message"]
+    assert "Check failed: shape[i] >= 0" in message and "SIGABRT" in message
+
+
 def test_run_mode_snapshot_artifact(tmp_path: Path) -> None:
     log = CORPUS / "akompaniyets__Robotic-Inference__caffe_output.log"
     res = subprocess.run(
@@ -381,7 +398,57 @@ def test_the_output_does_not_wait_for_the_recorder(tmp_path: Path) -> None:
     assert sink.waited is True, "the output waited for the recorder"
     assert bytes(got) == data and copied == data
     assert b"".join(sink.blocks) == data
-    assert outcome.signal is None and outcome.error is None and sink.idles >= 1
+    assert outcome.signal is None and outcome.error is None
+
+
+class Calls:
+    """A sink that notes what it is told, in order."""
+
+    def __init__(self) -> None:
+        self.calls: list[bytes | None] = []  # a block fed, or None for idle()
+
+    def feed(self, block: bytes) -> None:
+        self.calls.append(block)
+
+    def idle(self) -> None:
+        self.calls.append(None)
+
+
+def test_idle_comes_once_the_input_pauses_not_between_lines(tmp_path: Path) -> None:
+    """glog writes a test pass's output lines one write each: the recorder hears idle() only
+    after a pause, so a parser can close the pass then."""
+    lines = QIEXING.read_bytes().splitlines(keepends=True)
+    burst, later = lines[:300], lines[300:310]
+    fd_in, in_w = os.pipe()
+    out_r, fd_out = os.pipe()
+
+    def write() -> None:
+        for line in burst:  # one write per line, as glog does
+            os.write(in_w, line)
+        time.sleep(1.0)
+        for line in later:
+            os.write(in_w, line)
+        os.close(in_w)
+
+    def drain() -> None:
+        while os.read(out_r, 1 << 16):
+            pass
+
+    threads = [threading.Thread(target=write), threading.Thread(target=drain)]
+    for t in threads:
+        t.start()
+    sink = Calls()
+    with open(tmp_path / "copy", "w+b", buffering=0) as copy:
+        outcome = record(sink, copy.fileno(), fd_in=fd_in, fd_out=fd_out, nice=0)
+    os.close(fd_out)
+    for t in threads:
+        t.join(60)
+    for fd in (fd_in, out_r):
+        os.close(fd)
+    assert outcome.signal is None
+    first_idle = sink.calls.index(None)
+    assert b"".join(c for c in sink.calls[:first_idle] if c) == b"".join(burst)
+    assert b"".join(c for c in sink.calls if c) == b"".join(burst + later)
 
 
 def test_a_second_signal_stops_recording_at_once(tmp_path: Path) -> None:

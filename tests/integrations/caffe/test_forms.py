@@ -97,6 +97,32 @@ def test_restore_snapshot_and_sigterm() -> None:
     assert all(isinstance(e, Failed) for e in evs[3:])
 
 
+def test_older_snapshot_forms() -> None:
+    """2014 named no format; BVLC's 2015 solver printed no space before the solver state's
+    path (as in the corpus's qiexing log)."""
+    evs = parse([H + "Snapshotting to lenet_iter_10000",
+                 H + "Snapshotting solver state to lenet_iter_10000.solverstate",
+                 H + "Snapshotting solver state to binary proto fileexamples/m/fkp_iter_5000"
+                     ".solverstate"])
+    assert [(e.path, e.kind, e.iteration) for e in evs] == [
+        ("lenet_iter_10000", "weights", 10000),
+        ("lenet_iter_10000.solverstate", "solverstate", 10000),
+        ("examples/m/fkp_iter_5000.solverstate", "solverstate", 5000)]
+
+
+def test_a_pause_inside_a_test_pass_keeps_its_net() -> None:
+    """A live pipe flushes when the input pauses; a pass whose outputs are still to come
+    keeps its iteration and net."""
+    p = CaffeLogParser()
+    evs = p.feed_lines([H + "Iteration 200, Testing net (#0)",
+                        H + "    Test net output #0: acc = 0.5",
+                        H + "Iteration 200, Testing net (#1)"])
+    evs += p.flush()  # the test net computes for seconds: the input pauses here
+    evs += p.feed_lines([H + "    Test net output #0: acc = 0.7"]) + p.close()
+    assert [(e.iteration, e.net, e.outputs) for e in evs] == [
+        (200, 0, {"acc": 0.5}), (200, 1, {"acc": 0.7})]
+
+
 def test_fatal_line_and_solver_dump() -> None:
     evs = parse([H + "Initializing solver from parameters: ", "base_lr: 0.01", "stepvalue: 10",
                  "stepvalue: 20", "net: \"a b.prototxt\"", H + "Solving LeNet",
