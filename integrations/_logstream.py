@@ -12,8 +12,10 @@ the sink is switched off; the pass-through never stops because of em. The pass-t
 process itself is :mod:`integrations._passthrough`, which loads next to nothing: ``em caffe``
 forks it before loading the parser and em (:func:`command_main`, ``early``).
 
-Signals: SIGINT and SIGTERM end the pipe (``em caffe`` in a pipeline), or are forwarded to
-the child (``em caffe run -- ...``), whose exit then ends it. A closed stdout (SIGPIPE) ends
+Signals: in a pipeline (``caffe ... | em caffe``), SIGTERM ends the pipe; SIGINT (Ctrl-C,
+which reaches the training too) lets what the training prints while it stops pass through
+until the input ends, and a second one ends it at once. With ``em caffe run -- ...`` both
+are forwarded to the child, whose exit then ends the pipe. A closed stdout (SIGPIPE) ends
 it too. The sink is told which of these happened so that it can mark the run ``Killed``.
 """
 
@@ -317,6 +319,11 @@ class PassThrough:
             self.outcome.signal = name
         elif self.outcome.signal is None:
             self.outcome.signal = name
+            if signum == signal.SIGINT:
+                # a terminal's Ctrl-C reached the pass-through as well (which then passes
+                # through what the training prints while it stops), or only em was sent it:
+                # either way the pass-through goes on until the input ends
+                return
         else:
             self._stop.signum = signum
         try:
@@ -403,8 +410,9 @@ def record(sink: Sink, copy_fd: int, *, command: Sequence[str] | None = None,
     the caller's), so a slow parser never holds up the training's output. A log that
     arrives faster than it is parsed piles up in the copy on disk.
 
-    Signals: in pipe mode, SIGINT/SIGTERM stop the pass-through (as with :func:`run_stdin`)
-    and what it had read is still recorded; a second one stops recording at once. In
+    Signals: in pipe mode, SIGTERM stops the pass-through and what it had read is still
+    recorded; a first SIGINT lets it run until the input ends (the training got Ctrl-C as
+    well: its last words pass through). A second signal stops recording at once. In
     ``run`` mode they are forwarded to the command. Without ``os.fork`` (Windows) this is
     :func:`run_stdin` / :func:`run_child`, in one process.
 

@@ -89,10 +89,19 @@ _NOTE_FAILED = b"!"  # appending failed (followed by one byte: errno % 256); cop
 def _pass_through(fd_in: int, fd_out: int, copy_fd: int, note_fd: int, *,
                   stop_on_signals: bool) -> int:
     """The pass-through process's loop; returns its exit status: 0 at end of input,
-    128+N after signal N (pipe mode), 141 when stdout was closed."""
+    128+N after signal N (pipe mode), 141 when stdout was closed.
+
+    Pipe mode: SIGTERM, or a second SIGINT, stops it at once. A first SIGINT does not: a
+    terminal's Ctrl-C reaches the training too, and what it prints while it stops (Caffe
+    snapshots, a Python traceback) still passes through until the input ends (then 130).
+    """
     flag = _Flag()
+    interrupted = [0]
     if stop_on_signals:
         def stop(signum: int, frame: object) -> None:
+            if signum == signal.SIGINT and not interrupted[0]:
+                interrupted[0] = signum
+                return
             flag.signum = signum
             if flag.reading:
                 raise _Stop(signum)
@@ -114,7 +123,7 @@ def _pass_through(fd_in: int, fd_out: int, copy_fd: int, note_fd: int, *,
         return 128 + exc.signum
     except BrokenPipeError:
         return 141
-    return 0
+    return 128 + interrupted[0] if interrupted[0] else 0
 
 
 def _tee_loop(fd_in: int, fd_out: int, copy_fd: int, note_fd: int,

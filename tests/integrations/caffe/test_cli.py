@@ -97,14 +97,47 @@ def test_killed_mid_stream_leaves_a_readable_killed_run(tmp_path: Path, signum: 
         if read_line_or_fail(proc.stdout) == lines[-1]:
             break
     proc.send_signal(signum)
+    if signum == signal.SIGINT:  # em alone got Ctrl-C: it passes through until the input ends
+        more = QIEXING.read_bytes().splitlines(keepends=True)[700:720]
+        proc.stdin.write(b"".join(more))
+        proc.stdin.close()
+        assert proc.stdout.read() == b"".join(more)
     assert proc.wait(60) == code
-    proc.stdin.close()
+    if signum != signal.SIGINT:
+        proc.stdin.close()
     run = the_run(tmp_path)
     assert run.status == em.Status.KILLED
     assert run.to_dict()["error"]["message"] == f"em received {signal.Signals(signum).name}"
+    if signum == signal.SIGINT:
+        lines += more
     last_lr = [ln for ln in lines if b", loss = " in ln][-1]  # the open block too
     assert run.metrics["train"][-1]["sequence"]["step"] == int(last_lr.split(b"Iteration ")[1]
                                                                .split(b",")[0])
+
+
+def test_ctrl_c_lets_caffe_finish_printing(tmp_path: Path) -> None:
+    """Ctrl-C in a terminal reaches the whole pipeline: Caffe stops gracefully and what it
+    prints meanwhile still passes through em and is recorded."""
+    caffe = subprocess.Popen([sys.executable, str(FAKE), "train", "--log", str(QIEXING),
+                              "--pause-at", "Iteration 100, lr"],
+                             stderr=subprocess.PIPE, process_group=0)
+    assert caffe.stderr is not None
+    proc = subprocess.Popen(em_caffe("--name", "cc"), stdin=caffe.stderr,
+                            stdout=subprocess.PIPE, env=env(), cwd=tmp_path,
+                            process_group=caffe.pid)
+    caffe.stderr.close()
+    assert proc.stdout is not None
+    while b"Iteration 100, lr" not in read_line_or_fail(proc.stdout):
+        pass
+    time.sleep(0.5)  # em has created its run and installed its handlers
+    os.killpg(caffe.pid, signal.SIGINT)
+    rest = proc.stdout.read()
+    assert caffe.wait(60) == 0 and proc.wait(60) == 130
+    assert rest.endswith(b"Optimization stopped early.\n"
+                         b"I0101 00:00:00.000000 1 caffe.cpp:1] Optimization Done.\n")
+    run = the_run(tmp_path)
+    assert run.status == em.Status.KILLED
+    assert (Path(run.local) / CONSOLE_LOG).read_bytes().endswith(rest)
 
 
 def test_garbage_passes_through(tmp_path: Path) -> None:
