@@ -243,37 +243,57 @@ def batch_sizes(net: dict[str, Any]) -> dict[str, int]:
 def solver_hparams(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Hyperparameters from a solver file: every field, plus batch sizes from its net.
 
-    The net named by ``net``/``train_net`` (or an inline ``net_param``/``train_net_param``) is
-    read when it can be found, relative to the working directory (as Caffe does) or else to
-    the solver's folder; its data layers give ``batch_size`` and ``test_batch_size``. A net
-    file that cannot be read is skipped: the solver's own fields are the hyperparameters.
+    The net named by ``net`` (or an inline ``net_param``) is read when it can be found,
+    relative to the working directory (as Caffe does) or else to the solver's folder; its
+    data layers give ``batch_size`` (TRAIN phase) and ``test_batch_size`` (TEST). With
+    separate ``train_net``/``test_net`` files (or ``*_net_param``), each gives its own phase's
+    size. A net file that cannot be read is skipped: the solver's own fields are the
+    hyperparameters. Inline net definitions are not hyperparameters.
 
     Raises:
         PrototxtError: The solver file is missing or does not parse.
     """
     solver = read_prototxt(path)
-    hparams: dict[str, Any] = dict(solver)
-    net: dict[str, Any] | None = None
-    for key in ("net_param", "train_net_param"):
-        if isinstance(solver.get(key), dict):
-            net = solver[key]
-            hparams.pop(key)  # a whole net definition is not a hyperparameter
-            break
-    net_file = solver.get("net") or solver.get("train_net")
-    if net is None and isinstance(net_file, str):
-        for candidate in (net_file, os.path.join(os.path.dirname(os.fspath(path)), net_file)):
-            if os.path.isfile(candidate):
-                try:
-                    net = read_prototxt(candidate)
-                except PrototxtError:
-                    net = None
-                break
-    if net is not None:
-        sizes = batch_sizes(net)
-        if "train" in sizes:
-            hparams["batch_size"] = sizes["train"]
-        if "test" in sizes:
-            hparams["test_batch_size"] = sizes["test"]
-        if isinstance(net.get("name"), str):
-            hparams.setdefault("net_name", net["name"])
+    hparams = {k: v for k, v in solver.items() if k not in NET_DEFINITIONS}
+    folder = os.path.dirname(os.fspath(path))
+    if "net" in solver or "net_param" in solver:  # one net for both phases
+        net = _net(solver, "net_param", "net", folder)
+        sizes = batch_sizes(net) if net is not None else {}
+    else:  # separate nets: each counts for its own phase only
+        net = _net(solver, "train_net_param", "train_net", folder)
+        test = _net(solver, "test_net_param", "test_net", folder)
+        sizes = {}
+        if net is not None and "train" in batch_sizes(net):
+            sizes["train"] = batch_sizes(net)["train"]
+        if test is not None and "test" in batch_sizes(test):
+            sizes["test"] = batch_sizes(test)["test"]
+    if "train" in sizes:
+        hparams["batch_size"] = sizes["train"]
+    if "test" in sizes:
+        hparams["test_batch_size"] = sizes["test"]
+    if net is not None and isinstance(net.get("name"), str):
+        hparams.setdefault("net_name", net["name"])
     return hparams
+
+
+#: Solver fields that hold whole net definitions: not hyperparameters.
+NET_DEFINITIONS = frozenset({"net_param", "train_net_param", "test_net_param"})
+
+
+def _net(solver: dict[str, Any], inline: str, file_key: str, folder: str
+         ) -> dict[str, Any] | None:
+    """The solver's (first) net of one kind: inline, or read from its file relative to the
+    working directory (as Caffe does) or else to the solver's folder; None if unreadable."""
+    defined = _as_list(solver.get(inline))
+    if defined and isinstance(defined[0], dict):
+        return defined[0]
+    names = _as_list(solver.get(file_key))
+    if not names or not isinstance(names[0], str):
+        return None
+    for candidate in (names[0], os.path.join(folder, names[0])):
+        if os.path.isfile(candidate):
+            try:
+                return read_prototxt(candidate)
+            except PrototxtError:
+                return None
+    return None

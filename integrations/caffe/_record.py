@@ -19,6 +19,7 @@ from ._events import (
     TrainIteration,
 )
 from ._parser import CaffeLogParser
+from ._prototxt import NET_DEFINITIONS
 
 __all__ = ["CaffeRecorder"]
 
@@ -144,7 +145,8 @@ class CaffeRecorder:
                 self.run.hparams["resumed_from"] = (self._resumes[0] if len(self._resumes) == 1
                                                     else list(self._resumes))
         elif isinstance(event, SolverParameters) and self.hparams_from_log:
-            self.run.hparams.update(event.params, override=False)
+            self.run.hparams.update({k: v for k, v in event.params.items()
+                                     if k not in NET_DEFINITIONS}, override=False)
 
     def _note_weights(self, phase: str, weights: dict[str, float]) -> None:
         if weights and self._weights.get(phase) != weights:

@@ -338,6 +338,19 @@ def test_recorder_in_process(tmp_path: Path) -> None:
     assert em.load_run(run.local).metrics["test"][-1]["sequence"]["step"] == 20000
 
 
+def test_an_inline_net_in_the_solver_dump_is_not_a_hyperparameter() -> None:
+    from integrations.caffe import CaffeRecorder
+
+    log = CORPUS / "ducha-aiki__caffenet-benchmark__SqueezeNet224_2gpu_new_solver.log"
+    assert b"net_param {" in log.read_bytes()
+    run = em.create_run(name="dump")
+    recorder = CaffeRecorder(run)
+    recorder.feed(log.read_bytes())
+    recorder.finish()
+    hp = em.load_run(run.local).hparams
+    assert "base_lr" in hp and not {"net_param", "train_net_param", "test_net_param"} & set(hp)
+
+
 def test_main_arguments_in_process() -> None:
     from integrations.caffe import main
 

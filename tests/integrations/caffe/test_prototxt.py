@@ -57,6 +57,23 @@ def test_inline_net_and_dummy_data(tmp_path: Path) -> None:
     assert "net_param" not in hp and hp["batch_size"] == 8 and hp["test_batch_size"] == 8
 
 
+def test_separate_train_and_test_nets(tmp_path: Path) -> None:
+    """Data layers without a phase count for the phase of the net file they are in."""
+    layer = 'layer {{ type: "Data" data_param {{ source: "x" batch_size: {} }} }}'
+    (tmp_path / "train.prototxt").write_text('name: "T" ' + layer.format(32))
+    (tmp_path / "test.prototxt").write_text(layer.format(8))
+    (tmp_path / "s.prototxt").write_text('train_net: "train.prototxt"\n'
+                                         'test_net: "test.prototxt"\ntest_iter: 10\n')
+    hp = solver_hparams(tmp_path / "s.prototxt")
+    assert (hp["batch_size"], hp["test_batch_size"], hp["net_name"]) == (32, 8, "T")
+    assert hp["test_net"] == "test.prototxt"
+    (tmp_path / "inline.prototxt").write_text(
+        "train_net_param { " + layer.format(4) + " } test_net_param { " + layer.format(2) + " }")
+    hp = solver_hparams(tmp_path / "inline.prototxt")
+    assert (hp["batch_size"], hp["test_batch_size"]) == (4, 2)
+    assert not {"train_net_param", "test_net_param"} & set(hp)
+
+
 def test_escapes_and_lists() -> None:
     d = parse_prototxt(r'a: "x\"y\n\101" b: [1, 2.5, -3] c: inf')
     assert d == {"a": 'x"y\nA', "b": [1, 2.5, -3], "c": float("inf")}
