@@ -10,13 +10,15 @@ from 2014 on, NVCaffe 0.15-0.17 (rank prefixes ``[0.0]``/``(0.0)``, ``Iteration 
 Intel and OpenCL Caffe, SSD forks, DIGITS job logs, console copies hard-wrapped at a fixed
 width, ANSI colours, MPI ``[1,0]<stderr>:`` prefixes, bytes that are not UTF-8, output names
 with spaces, colons, ``/`` and ``%``, ``nan``/``-nan``/``inf``/``1.#QNAN``, several runs
-appended to one file, and the pre-2014 ``Test score #k:`` form.
+appended to one file, and Caffe before 2014 (``Iteration N, lr`` printed before its loss
+line, ``Testing net`` without ``(#k)``, ``Test loss:`` and ``Test score #k:``, snapshots
+named without a format).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from functools import lru_cache
 
@@ -45,12 +47,12 @@ _GLOG_START = re.compile(_PREFIX + r"[IWEF]\d{4} \d\d:\d\d:\d\d\.")
 _ANSI = re.compile(r"\x1b\[[\d;]*[A-Za-z]")
 _LOSS = re.compile(r"Iteration (\d+)(?: \(([^)]*)\))?, loss = ([^\s,]+)")
 _LR = re.compile(r"Iteration (\d+), lr = ([^\s,]+)")
-_TESTING = re.compile(r"Iteration (\d+), Testing net \(#(\d+)\)")
-_SCORE = re.compile(r"Test score #(\d+): (\S+)")
+_TESTING = re.compile(r"Iteration (\d+), Testing net(?: \(#(\d+)\))?")  # no (#k) before 2014
+_SCORE = re.compile(r"Test (?:score #(\d+)|loss): (\S+)")  # before 2014
 _RATE = re.compile(r"([^\s,(]+) iter/s")
 # Messages (right after 'file.cpp:123] ') worth a closer look; tested with str.startswith.
 _RARE_STARTS = ("Solving", "Resuming from", "Restoring previous", "Snapshotting", "Optimization",
-                "Initializing solver", "This is NVCaffe", "Test score")
+                "Initializing solver", "This is NVCaffe", "Test score", "Test loss:")
 _RARE_ANY = re.compile("|".join(_RARE_STARTS) + "|Log file created")
 _SOLVING = re.compile(r"\] +(?:\[[\d.]+\] +)?Solving ?(.*?)\s*(?:Learning Rate Policy.*)?$")
 # "... binary proto file PATH"; BVLC's 2015 solver printed "filePATH" for the solver state,
@@ -86,7 +88,7 @@ _LOSS_TAIL = r"(?: \(((?:([^\s,(]+) iter/s)?[^)=#\n]*)\))?, loss = ([^\s,]+)"
 _LR_TAIL = r", lr = ([^\s,]+)[^#\n]*"
 # groups: 1 month and day, 2 clock, 3 iteration, 4 '(...)', 5 its iter/s, 6 loss
 _LOSS_LINE = _GLOG_HEAD + r"Iteration (\d+)" + _LOSS_TAIL + r"\n"
-_LR_LINE = _RUN_HEAD + r"Iteration \d+" + _LR_TAIL + r"(?:\n|\Z)"
+_LR_LINE = _RUN_HEAD + r"Iteration (\d+)" + _LR_TAIL + r"(?:\n|\Z)"  # its iteration, the lr
 _OUTPUT = r"\d+: ([^=]+) = (\S+)(?: \(\* (\S+) = \S+ loss\))?"  # name, value, loss weight
 # Any display block, to learn the names of its outputs: group 7, its output lines
 _BLOCK = re.compile(_LOSS_LINE + r"((?:" + _RUN_HEAD + r"    Train net output #[^\n]*\n)*)"
@@ -94,7 +96,7 @@ _BLOCK = re.compile(_LOSS_LINE + r"((?:" + _RUN_HEAD + r"    Train net output #[
 _OUTPUTS = re.compile(r"\]     Train net output #" + _OUTPUT + r"\n")  # in _BLOCK group 7
 # One line: groups 1-6 as _LOSS_LINE, 7 lr, 8 test net
 _ITER_LINE = re.compile(_GLOG_HEAD + _RANK + r"Iteration (\d+)(?:" + _LOSS_TAIL + r"|"
-                        + _LR_TAIL + r"|, Testing net \(#(\d+)\)[^=#\n]*)")
+                        + _LR_TAIL + r"|, Testing net(?: \(#(\d+)\))?[^=#\n]*)")
 _LINE_LOSS, _LINE_LR, _LINE_TEST = 6, 7, 8  # lastindex of _ITER_LINE: which line
 _OUTPUT_REST = re.compile(_OUTPUT)  # an output line after its 'net output #'
 # After a '] ': an output line (group 1 or 5: Train or Test), a loss line (2), another
@@ -122,7 +124,7 @@ def _block_template(layout: tuple[tuple[str, bool], ...]
     """A pattern for the display blocks whose output lines are ``layout`` (name, has a loss
     weight), in this order, line ending included; and where their values are: (name, index
     in ``groups()``, index of the weight or 0). Groups 1-6 are those of _LOSS_LINE, the last
-    one the lr."""
+    two the lr line's iteration and the lr."""
     lines = []
     where = []
     index = 6
@@ -379,6 +381,12 @@ class CaffeLogParser:
             blocks = _one_after_another(pattern, text, start)
             if not blocks:
                 return 0
+        for i, block in enumerate(blocks):  # an lr line is its block's (NVCaffe: one less)
+            if not 0 <= int(block.group(3)) - int(block[block.re.groups - 1]) <= 1:
+                del blocks[i:]  # Caffe before 2014 printed it before the next block's loss
+                break
+        if not blocks:
+            return 0
         stop = blocks[-1].end()
         last = stop - 1 if text[stop - 1] == "\n" else stop  # end of the last line
         if last - text.rfind("\n", 0, last) - 1 == self.wrap_width:
@@ -389,6 +397,10 @@ class CaffeLogParser:
             last = blocks[-1].end() - 1
         if text.count("\n", start, last) != len(blocks) * (len(where) + 2) - 1:
             return 0  # a '[^ ]+' ran past a line end
+        held = self._train
+        if (held is not None and held.iteration == int(blocks[0].group(3))
+                and held.loss is None and not held.outputs):
+            self._train = None  # opened by an lr line; the block's own lr line ends it
         self._close_rows(out)  # what the first loss line closes
         number = _number
         day = None
@@ -448,17 +460,8 @@ class CaffeLogParser:
                 lr: float | None = float(raw)
             except ValueError:
                 lr = _number(raw)
-            row = self._take_train(out)
-            if row is None:  # its block was already closed: a record of its own
-                row = TrainIteration(int(m[3]), time=self._clock(m[1], m[2], text, start))
-            row.lr = lr
-            out.append(row)
+            self._lr_line(int(m[3]), lr, out, lambda: self._clock(m[1], m[2], text, start))
         elif last == _LINE_LOSS:  # 'Iteration N (...), loss = X'
-            if self._train is not None:
-                out.append(self._train)
-            if self._test is not None:
-                out.append(self._test)
-                self._test = None
             raw = m[_LINE_LOSS]
             try:
                 loss: float | None = float(raw)
@@ -466,14 +469,14 @@ class CaffeLogParser:
                 loss = _number(raw)
             iteration = self._iteration = int(m[3])
             self._in_session = False
-            self._train = TrainIteration(iteration, loss, {}, {}, None,
-                                         _iter_per_s(m[4], m[5]) if m[4] else None,
-                                         self._clock(m[1], m[2], text, start))
+            self._open_train(TrainIteration(iteration, loss, {}, {}, None,
+                                            _iter_per_s(m[4], m[5]) if m[4] else None,
+                                            self._clock(m[1], m[2], text, start)), out)
         else:  # 'Iteration N, Testing net (#k)'
             self._close_rows(out)
             iteration = self._iteration = int(m[3])
             self._in_session = False
-            self._test = TestResult(iteration, int(m[_LINE_TEST]),
+            self._test = TestResult(iteration, int(m[_LINE_TEST] or 0),
                                     time=self._clock(m[1], m[2], text, start))
 
     def _output_line(self, kind: str, rest: int, text: str, start: int, end: int,
@@ -641,13 +644,42 @@ class CaffeLogParser:
         except ValueError:  # e.g. 0229 in a year guessed wrong
             return None
 
-    def _take_train(self, out: list[CaffeEvent]) -> TrainIteration | None:
-        """An lr line ends the open training block (and an open test pass); returns the block."""
-        row, self._train = self._train, None
+    def _lr_line(self, iteration: int, lr: float | None, out: list[CaffeEvent],
+                 when: Callable[[], datetime | None]) -> None:
+        """'Iteration N, lr = R' ends its training block (and an open test pass): the open
+        one, whose number NVCaffe prints one higher. Caffe before 2014 printed it before the
+        block's loss line: an lr line for a later iteration than the open block's, or than
+        the last one the log mentioned, opens its block instead."""
+        row = self._train
+        later = iteration > (row.iteration if row is not None else self._iteration)
         if self._test is not None:
             out.append(self._test)
             self._test = None
-        return row
+        if later:
+            if row is not None:
+                out.append(row)
+            self._iteration = iteration
+            self._train = TrainIteration(iteration, lr=lr, time=when())
+            return
+        self._train = None
+        if row is None:  # its block was already closed: a record of its own
+            row = TrainIteration(iteration, time=when())
+        row.lr = lr
+        out.append(row)
+
+    def _open_train(self, row: TrainIteration, out: list[CaffeEvent]) -> None:
+        """A loss line opens ``row``, ending the open block, unless that is the same
+        iteration's, opened by its lr line (before 2014): ``row`` takes its lr."""
+        held = self._train
+        if (held is not None and held.iteration == row.iteration and held.loss is None
+                and not held.outputs):
+            row.lr = held.lr
+        elif held is not None:
+            out.append(held)
+        if self._test is not None:
+            out.append(self._test)
+            self._test = None
+        self._train = row
 
     def _close_rows(self, out: list[CaffeEvent]) -> None:
         if self._train is not None:
@@ -707,21 +739,12 @@ class CaffeLogParser:
                 lr: float | None = float(raw)
             except ValueError:
                 lr = _number(raw)
-            row = self._take_train(out)
-            if row is None:  # its block was already closed: a record of its own
-                row = TrainIteration(int(it), time=self._time(text))
-            row.lr = lr
-            out.append(row)
+            self._lr_line(int(it), lr, out, lambda: self._time(text))
             return
         if "loss = " in text:
             m = _LOSS.search(text)
             if m is None:
                 return
-            if self._train is not None:
-                out.append(self._train)
-            if self._test is not None:
-                out.append(self._test)
-                self._test = None
             it, extra, raw = m.groups()
             try:
                 loss: float | None = float(raw)
@@ -729,11 +752,12 @@ class CaffeLogParser:
                 loss = _number(raw)
             iteration = self._iteration = int(it)
             self._in_session = False
-            row = self._train = TrainIteration(iteration, loss, time=self._time(text))
+            row = TrainIteration(iteration, loss, time=self._time(text))
             if extra and "iter/s" in extra:
                 rate = _RATE.search(extra)
                 if rate is not None:
                     row.iter_per_s = _number(rate.group(1))
+            self._open_train(row, out)
             return
         if "Testing net" in text:
             m = _TESTING.search(text)
@@ -742,7 +766,7 @@ class CaffeLogParser:
             self._close_rows(out)
             self._iteration = int(m.group(1))
             self._in_session = False
-            self._test = TestResult(self._iteration, int(m.group(2)), time=self._time(text))
+            self._test = TestResult(self._iteration, int(m.group(2) or 0), time=self._time(text))
             return
         if "Optimization" in text or "Snapshotting" in text:
             self._rare(text, out)
@@ -764,13 +788,13 @@ class CaffeLogParser:
     def _rare(self, text: str, out: list[CaffeEvent]) -> None:
         if "\x1b" in text:
             text = _ANSI.sub("", text)
-        if "Test score" in text:
+        if "Test score" in text or "Test loss:" in text:
             m = _SCORE.search(text)
             value = _number(m.group(2)) if m else None
             if m is not None and value is not None:
                 if self._test is None:
                     self._test = TestResult(self._iteration, time=self._time(text))
-                self._test.outputs[f"score_{m.group(1)}"] = value
+                self._test.outputs[f"score_{m.group(1)}" if m.group(1) else "loss"] = value
             return
         if "***" in text:
             body = text.strip().strip("*").strip()

@@ -114,6 +114,9 @@ def _other_lines(draw: st.DrawFn) -> list[str]:
         [f"{head}Iteration 7, Testing net (#1) = 3",
          f"{head}     (0.0)    Test net output #0: a = 1"],
         [f"{head}Iteration 9, loss = 3"], [f"{head}Iteration 9, lr = 0.1"],
+        [f"{head}Iteration 11, lr = 0.2"],  # before 2014: before its loss line
+        [f"{head}Iteration 7, Testing net", f"{head}Test loss: 0.3",
+         f"{head}Test score #0: 0.9"],
         [f"{head}    Train net output #0: a = 1 (* 2 = 2 loss)"],
         [f"{head}    Test net output #0: a = {_value(draw)}"],
         [f"{head}Solving LeNet"], [f"{head}[0.0] Solving LeNet"],

@@ -16,6 +16,7 @@ from integrations.caffe import (
     Snapshot,
     SolverParameters,
     TestResult,
+    TrainIteration,
 )
 
 H = "I0101 10:00:00.000001  42 solver.cpp:218] "
@@ -31,6 +32,32 @@ def test_pre_2014_test_score_form() -> None:
                  H + "Test score #1: 0.0727"])
     assert evs == [TestResult(500, 0, {"score_0": 0.9785, "score_1": 0.0727},
                               time=evs[0].time)]
+
+
+OLD = [H + "Iteration 0, Testing net", H + "Test score #0: 0.1",
+       H + "Iteration 100, lr = 0.01", H + "Iteration 100, loss = 2.3",
+       H + "Iteration 200, lr = 0.01", H + "Iteration 200, loss = 1.9",
+       H + "Iteration 250, Testing net", H + "Test loss: 0.5", H + "Test score #0: 0.8",
+       H + "Iteration 300, lr = 0.001", H + "Iteration 300, loss = 1.5",
+       H + "Snapshotting to lenet_iter_300", H + "Optimization Done."]
+
+
+def test_caffe_before_2014_lr_before_loss_and_tests_without_a_net_number() -> None:
+    """Old solver.cpp printed 'Iteration N, lr' before 'Iteration N, loss', 'Testing net'
+    without '(#k)' and 'Test loss:'; each lr goes with its own iteration, line by line and
+    in one block alike."""
+    expected = [(TestResult, 0, None, None, {"score_0": 0.1}),
+                (TrainIteration, 100, 2.3, 0.01, {}), (TrainIteration, 200, 1.9, 0.01, {}),
+                (TestResult, 250, None, None, {"loss": 0.5, "score_0": 0.8}),
+                (TrainIteration, 300, 1.5, 0.001, {})]
+    by_line = CaffeLogParser(year=2013)
+    whole = CaffeLogParser(year=2013)
+    for events in (by_line.feed_lines(OLD) + by_line.close(),
+                   whole.feed_text("\n".join(OLD * 1) + "\n" + "x" * 600) + whole.close()):
+        rows = [e for e in events if isinstance(e, (TrainIteration, TestResult))]
+        assert [(type(e), e.iteration, getattr(e, "loss", None), getattr(e, "lr", None),
+                 e.outputs) for e in rows] == expected
+        assert all(e.net == 0 for e in rows if isinstance(e, TestResult))
 
 
 def test_test_nets_are_kept_apart() -> None:
@@ -152,6 +179,7 @@ def test_garbage_never_raises(chunks: list[bytes]) -> None:
 @given(st.lists(st.sampled_from([
     H + "Iteration 5, loss = 1", H + "    Train net output #0: x = 2", H + "Iteration 5, lr = 3",
     H + "Iteration 5, Testing net (#0)", H + "    Test net output #0: y = 4", "garbage ]",
+    H + "Iteration 6, lr = 2", H + "Iteration 6, Testing net", H + "Test loss: 0.5",
     H + "Solving N", H + "Optimization Done.", ""]), max_size=40), st.integers(1, 7))
 def test_block_boundaries_do_not_matter(lines: list[str], cut: int) -> None:
     data = "".join(x + "\n" for x in lines).encode()
