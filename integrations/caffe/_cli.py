@@ -29,7 +29,8 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--solver", help="solver .prototxt: its fields become hyperparameters "
                                     "(in 'run' mode taken from the command's -solver if omitted)")
     p.add_argument("--wrap-width", type=int, default=100,
-                   help="join lines hard-wrapped at this width (console copies); 0: never "
+                   help="join lines hard-wrapped at this width (console copies), until a "
+                        "line wider than this shows the log is not wrapped; 0: never "
                         "(default: %(default)s)")
     p.add_argument("--year", type=int, default=None,
                    help="year of the log's timestamps when it has no glog header")

@@ -154,6 +154,19 @@ def _iter_per_s(extra: str, rate: str | None) -> float | None:
     return _number(found.group(1)) if found is not None else None
 
 
+def _first_wider(text: str, width: int) -> int:
+    """Where the first line of ``text`` wider than ``width`` starts; -1 if none."""
+    lengths = list(map(len, text.split("\n")))
+    if max(lengths) <= width:
+        return -1
+    at = 0
+    for n in lengths:
+        if n > width:
+            return at
+        at += n + 1
+    return -1
+
+
 @lru_cache(maxsize=8)
 def _line_marks(wrap_width: int) -> re.Pattern[str]:
     """The '\\n' that ends a line of exactly ``wrap_width`` characters or starts a line the
@@ -177,7 +190,9 @@ class CaffeLogParser:
             ``Log file created at:`` header or NVCaffe's ``started at`` line; default: this
             year. The year advances when the month goes backwards (a run across New Year).
         wrap_width: Lines exactly this wide followed by a line that is not a glog line are
-            joined with it (console copies hard-wrapped); 0 or None turns this off.
+            joined with it (console copies hard-wrapped); 0 or None turns this off, and so
+            does the first line wider than this (a log with such a line is not hard-wrapped,
+            and its lines of exactly this width are whole).
     """
 
     def __init__(self, *, year: int | None = None, wrap_width: int | None = 100) -> None:
@@ -225,6 +240,12 @@ class CaffeLogParser:
         out: list[CaffeEvent] = []
         if "\r" in text:
             text = text.replace("\r\n", "\n")
+        if self.wrap_width > 0 and len(text) > self.wrap_width:
+            wide = _first_wider(text, self.wrap_width)
+            if wide >= 0:  # the lines before it as a wrapped log's, the rest not
+                out = self.feed_text(text[:wide]) if wide else []
+                self.wrap_width = -1
+                return out + self.feed_text(text[wide:])
         if len(text) < _MIN_BLOCK or not self._feed_block(text, out):
             lines = text.split("\n")
             if not lines[-1]:
@@ -269,6 +290,8 @@ class CaffeLogParser:
         # a held (wrapped) line or a solver parameter dump in progress: every line to _slow
         ctx = self._held is not None or self._params is not None
         for line in lines:
+            if wrap > 0 and len(line) > wrap:  # not a hard-wrapped log (see __init__)
+                self.wrap_width = wrap = -1
             if ctx or len(line) == wrap:
                 self._slow(line, out)
                 ctx = self._held is not None or self._params is not None

@@ -96,6 +96,22 @@ def test_wrap_inside_a_name_and_a_number() -> None:
         assert evs[0].weights == {"a_long_output_name_for_wrapping": 1}
 
 
+def test_a_log_with_wider_lines_is_not_hard_wrapped() -> None:
+    """A whole line of exactly the wrap width followed by a Python layer's print: once a
+    line wider than the width was seen, nothing is joined (line by line and in a block)."""
+    tail = ".cpp:218] Iteration 20, loss = 0.5"
+    loss = "I0101 10:00:00.000001  42 " + "s" * (100 - 26 - len(tail)) + tail
+    assert len(loss) == 100
+    lines = [H + "Creating layer " + "x" * 80, loss, "7 rois", H + "Iteration 20, lr = 0.1",
+             "*** Aborted at 1 (unix time)"]
+    for events in (parse(lines), parse(["\n".join(lines * 8)])):
+        rows = [e for e in events if isinstance(e, TrainIteration)]
+        assert rows[0].loss == 0.5 and rows[0].lr == 0.1
+        assert any(isinstance(e, Failed) for e in events)
+    joined = parse([loss, "7 rois", H + "Iteration 20, lr = 0.1"])  # no wider line: joined
+    assert joined[0].loss == 0.57
+
+
 def test_year_header_and_new_year() -> None:
     evs = parse(["Log file created at: 2016/12/31 23:59:00",
                  "I1231 23:59:59.000000 9 solver.cpp:1] Iteration 1, loss = 1",
