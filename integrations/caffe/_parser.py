@@ -217,7 +217,13 @@ class CaffeLogParser:
         """Parse one line (with or without its line ending); returns the events it completes."""
         if isinstance(line, bytes):
             line = line.decode("utf-8", "replace")
-        return self.feed_text(line.rstrip("\n"))
+        line = line.rstrip("\n")
+        if line:
+            return self.feed_text(line)
+        out: list[CaffeEvent] = []  # a blank line still ends a wrapped one
+        self.lines += 1
+        self._feed_lines([line], out)
+        return out
 
     def feed_lines(self, lines: Iterable[bytes | str]) -> list[CaffeEvent]:
         """Parse many lines; returns the events they complete, in log order."""

@@ -200,6 +200,8 @@ class CaffeRecorder:
         if self.finished:
             if returncode:
                 return em.Status.FAILED, f"caffe exited with status {returncode}"
+            if self.stopped_early:  # Caffe's answer to SIGINT/SIGHUP: snapshot, then stop
+                return em.Status.KILLED, "caffe stopped early ('Optimization stopped early')"
             return em.Status.COMPLETE, None
         if self.reasons:
             return em.Status.FAILED, "; ".join(self.reasons)

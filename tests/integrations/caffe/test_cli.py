@@ -351,6 +351,18 @@ def test_an_inline_net_in_the_solver_dump_is_not_a_hyperparameter() -> None:
     assert "base_lr" in hp and not {"net_param", "train_net_param", "test_net_param"} & set(hp)
 
 
+def test_a_caffe_that_stopped_early_is_killed_not_complete() -> None:
+    from integrations.caffe import CaffeRecorder
+
+    run = em.create_run(name="early")
+    recorder = CaffeRecorder(run)
+    recorder.feed(b"".join(QIEXING.read_bytes().splitlines(keepends=True)[:700])
+                  + b"I0101 00:00:00.000000 1 solver.cpp:1] Optimization stopped early.\n"
+                  + b"I0101 00:00:00.000000 1 caffe.cpp:1] Optimization Done.\n")
+    assert recorder.finish() == em.Status.KILLED
+    assert "stopped early" in em.load_run(run.local).to_dict()["error"]["message"]
+
+
 def test_main_arguments_in_process() -> None:
     from integrations.caffe import main
 

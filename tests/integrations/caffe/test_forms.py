@@ -112,6 +112,14 @@ def test_a_log_with_wider_lines_is_not_hard_wrapped() -> None:
     assert joined[0].loss == 0.57
 
 
+def test_a_blank_line_fed_alone_ends_a_wrapped_line() -> None:
+    tail = ".cpp:218] Iteration 20, loss = 0.5"
+    loss = "I0101 10:00:00.000001  42 " + "s" * (100 - 26 - len(tail)) + tail
+    p = CaffeLogParser(year=2020)
+    evs = p.feed_lines([loss, "", "7 rois", H + "Iteration 20, lr = 0.1"]) + p.close()
+    assert [(e.loss, e.lr) for e in evs] == [(0.5, 0.1)] and p.lines == 4
+
+
 def test_year_header_and_new_year() -> None:
     evs = parse(["Log file created at: 2016/12/31 23:59:00",
                  "I1231 23:59:59.000000 9 solver.cpp:1] Iteration 1, loss = 1",
