@@ -7,7 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import em_core as em
+from integrations.mxnet_log import BatchLog, MXNetLogParser
 
 REPO = Path(__file__).resolve().parents[3]
 CORPUS = REPO.parent / "shared" / "corpus" / "mxnet"
@@ -44,6 +47,26 @@ def test_pipe_tornadomeet(tmp_path: Path) -> None:
     assert batch[0]["value"] == {"accuracy": 0.19875, "samples_per_sec": 707.55}
     assert (run.hparams["lr"], run.hparams["depth"], run.hparams["kv_store"]) == (0.1, 164,
                                                                                   "device")
+
+
+@pytest.mark.parametrize("log", sorted(p.name for p in CORPUS.glob("*.log")))
+def test_every_corpus_log_through_em_mxnet(tmp_path: Path, log: str) -> None:
+    """Byte for byte through ``em mxnet`` (as the ``em`` script runs it), kept as
+    console.log, and recorded: every batch line the parser reads is a train record, on one
+    step axis."""
+    data = (CORPUS / log).read_bytes()
+    res = subprocess.run([sys.executable, "-m", "em_core.cli", "mxnet", "--name", "c"],
+                         input=data, capture_output=True, env=env(), cwd=tmp_path,
+                         check=False)
+    assert res.returncode == 0 and res.stdout == data, res.stderr.decode(errors="replace")
+    run = the_run(tmp_path)
+    assert (Path(run.local) / "console.log").read_bytes() == data
+    batches = [e for e in MXNetLogParser().feed_bytes(data) if isinstance(e, BatchLog)]
+    train = run.metrics.get("train", [])
+    assert len([r for r in train if r["sequence"].get("epoch") is not None]) >= len(batches)
+    steps = [r["sequence"]["step"] for r in train]
+    assert steps == sorted(steps)
+    assert run.status == em.Status.COMPLETE or "Traceback" in data.decode(errors="replace")
 
 
 def test_pipe_gluoncv_hparams_from_namespace(tmp_path: Path) -> None:
