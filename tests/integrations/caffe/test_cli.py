@@ -127,12 +127,17 @@ def test_ctrl_c_lets_caffe_finish_printing(tmp_path: Path) -> None:
                             process_group=caffe.pid)
     caffe.stderr.close()
     assert proc.stdout is not None
-    while b"Iteration 100, lr" not in read_line_or_fail(proc.stdout):
-        pass
-    time.sleep(0.5)  # em has created its run and installed its handlers
-    os.killpg(caffe.pid, signal.SIGINT)
-    rest = proc.stdout.read()
-    assert caffe.wait(60) == 0 and proc.wait(60) == 130
+    try:
+        while b"Iteration 100, lr" not in read_line_or_fail(proc.stdout):
+            pass
+        time.sleep(0.5)  # em has created its run and installed its handlers
+        os.killpg(caffe.pid, signal.SIGINT)
+        rest = proc.stdout.read()
+        assert caffe.wait(60) == 0 and proc.wait(60) == 130
+    finally:  # a paused fake caffe waits for a signal forever
+        for p in (caffe, proc):
+            if p.poll() is None:
+                p.kill()
     assert rest.endswith(b"Optimization stopped early.\n"
                          b"I0101 00:00:00.000000 1 caffe.cpp:1] Optimization Done.\n")
     run = the_run(tmp_path)
