@@ -678,16 +678,18 @@ class CaffeLogParser:
         """'Iteration N, lr = R' ends its training block (and an open test pass): the open
         one, whose number NVCaffe prints one higher. Caffe before 2014 printed it before the
         block's loss line: an lr line for a later iteration than the open block's, or than
-        the last one the log mentioned, opens its block instead."""
+        the last one the log mentioned, or the first of a session, opens its block instead."""
         row = self._train
-        later = iteration > (row.iteration if row is not None else self._iteration)
+        later = self._in_session or iteration > (row.iteration if row is not None
+                                                 else self._iteration)
         if self._test is not None:
             out.append(self._test)
             self._test = None
-        if later:
+        if later:  # the first line of its block (a new session's first, too)
             if row is not None:
                 out.append(row)
             self._iteration = iteration
+            self._in_session = False
             self._train = TrainIteration(iteration, lr=lr, time=when())
             return
         self._train = None

@@ -52,11 +52,13 @@ def test_caffe_before_2014_lr_before_loss_and_tests_without_a_net_number() -> No
                 (TrainIteration, 300, 1.5, 0.001, {})]
     by_line = CaffeLogParser(year=2013)
     whole = CaffeLogParser(year=2013)
-    for events in (by_line.feed_lines(OLD) + by_line.close(),
-                   whole.feed_text("\n".join(OLD * 1) + "\n" + "x" * 600) + whole.close()):
+    # a second run appended, without a test at iteration 0: iterations restart lower
+    twice = OLD + [H + "Solving LeNet"] + OLD[2:]
+    for events in (by_line.feed_lines(twice) + by_line.close(),
+                   whole.feed_text("\n".join(twice) + "\n" + "x" * 600) + whole.close()):
         rows = [e for e in events if isinstance(e, (TrainIteration, TestResult))]
         assert [(type(e), e.iteration, getattr(e, "loss", None), getattr(e, "lr", None),
-                 e.outputs) for e in rows] == expected
+                 e.outputs) for e in rows] == expected + expected[1:]
         assert all(e.net == 0 for e in rows if isinstance(e, TestResult))
 
 
