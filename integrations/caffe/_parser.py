@@ -426,10 +426,8 @@ class CaffeLogParser:
             last = blocks[-1].end() - 1
         if text.count("\n", start, last) != len(blocks) * (len(where) + 2) - 1:
             return 0  # a '[^ ]+' ran past a line end
-        held = self._train
-        if (held is not None and held.iteration == int(blocks[0].group(3))
-                and held.loss is None and not held.outputs):
-            self._train = None  # opened by an lr line; the block's own lr line ends it
+        if self._opened_by_lr(int(blocks[0].group(3))):
+            self._train = None  # the block's own lr line ends it
         self._close_rows(out)  # what the first loss line closes
         number = _number
         day = None
@@ -698,12 +696,17 @@ class CaffeLogParser:
         row.lr = lr
         out.append(row)
 
+    def _opened_by_lr(self, iteration: int) -> bool:
+        """The open training block is ``iteration``'s and only its lr line was read."""
+        held = self._train
+        return (held is not None and held.iteration == iteration and held.loss is None
+                and not held.outputs)
+
     def _open_train(self, row: TrainIteration, out: list[CaffeEvent]) -> None:
         """A loss line opens ``row``, ending the open block, unless that is the same
         iteration's, opened by its lr line (before 2014): ``row`` takes its lr."""
         held = self._train
-        if (held is not None and held.iteration == row.iteration and held.loss is None
-                and not held.outputs):
+        if held is not None and self._opened_by_lr(row.iteration):
             row.lr = held.lr
         elif held is not None:
             out.append(held)

@@ -274,7 +274,7 @@ def test_a_rerun_into_the_same_prefix_records_its_own_checkpoints(tmp_path: Path
     assert digests[0] != digests[1]
 
 
-def test_do_checkpoint_files_of_an_earlier_run_are_not_recorded(tmp_path: Path) -> None:
+def test_do_checkpoint_overwriting_an_earlier_runs_files_is_recorded(tmp_path: Path) -> None:
     x, y = data(32)
     prefix = str(tmp_path / "m")
     (tmp_path / "m-0001.params").write_bytes(b"an earlier run")
