@@ -33,10 +33,16 @@ from .errors import EmError, RunFinishedError, handle_problem, strict_mode
 
 _EMPTY: dict[Any, Any] = {}
 _runs: weakref.WeakSet[Any] = weakref.WeakSet()
+_hooked = False
 
 
 def track(run: Any) -> None:
-    """Have the fork hook disown ``run`` in a child forked while it is open."""
+    """Have the fork hook disown ``run`` in a child forked while it is open (the hook is
+    installed with the first run, not at import)."""
+    global _hooked
+    if not _hooked:
+        _hooked = True
+        os.register_at_fork(after_in_child=_after_fork_in_child)
     _runs.add(run)
 
 
@@ -50,9 +56,6 @@ def _after_fork_in_child() -> None:
         run._fast = _EMPTY
         run._writer = None
         run._ended = True  # so finish() and the exit hooks save nothing
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def log_slow(run: Any, type_: Any, metrics: Any, step: Any, epoch: Any) -> None:
@@ -149,10 +152,10 @@ def _log(run: Any, type_: Any, metrics: Any, step: Any, epoch: Any) -> None:
                                             "while log() was recording"), key="log:ended",
                            stacklevel=5)
     except OSError as e:
-        _dropped(run, e)
+        _dropped(run, writer.path, e)
 
 
-def _dropped(run: Any, e: OSError) -> None:
+def _dropped(run: Any, path: str, e: OSError) -> None:
     """Count a record the metric log could not take, and say so once."""
     code = errno.errorcode.get(e.errno or 0, str(e.errno))
     with run._save_lock:  # run.json may be being written from another thread
@@ -162,7 +165,7 @@ def _dropped(run: Any, e: OSError) -> None:
                 "records": 0, "reason": f"{e.strerror} ({code})",
                 "first": datetime.now().astimezone().isoformat(timespec="microseconds")}
         note["records"] += 1
-    handle_problem(OSError(e.errno, f"em cannot extend the metric log {e.filename!r}: "
+    handle_problem(OSError(e.errno, f"em cannot extend the metric log {path!r}: "
                                     f"{e.strerror} ({code}); metrics are dropped (and counted "
                                     "in run.json under 'metrics_dropped') until there is room "
                                     "again; everything logged before is kept"),

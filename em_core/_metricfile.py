@@ -57,7 +57,7 @@ _HEAD = struct.Struct("<II")
 _TRAIL = struct.Struct("<I")
 _WINDOW = 4 << 20  # bytes mapped at a time; the mapping slides so memory stays flat
 _MAX_SHAPES = 4096  # fast-path entries kept; the oldest goes first (ever-changing names)
-_MAX_DECLARED = 1 << 16  # schemas remembered (least recently used goes first)
+_MAX_DECLARED = 1 << 16  # declared schemas remembered (the oldest goes first)
 _RESERVE = 1 << 20  # left free on a nearly full disk, so that run.json can still be written
 _RETRY_S = 1.0  # after the log could not grow, try again at most this often
 _NO_FALLOCATE = frozenset({errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL})
@@ -107,6 +107,7 @@ class MetricWriter:
         self.mm: mmap.mmap | None = None
         self.foreign = False  # set in a forked child: the log belongs to the parent
         self._failed: OSError | None = None  # why the log last could not grow
+        self._tight = False  # the disk was found full once: keep _RESERVE free from then on
         self._retry_at = 0.0
         try:
             start = 0
@@ -130,7 +131,7 @@ class MetricWriter:
                 self.mm = None
             os.close(self._fd)
             raise
-        _writers.add(self)
+        _track(self)
 
     # The window is addressed in file offsets: self.pos and self.end are absolute, and the
     # mapping starts at self.base; the fast path writes at pos - base.
@@ -153,6 +154,9 @@ class MetricWriter:
         A sparse file (ftruncate alone) would let the disk fill under the mapping, and the
         store into a page without a block is a SIGBUS that kills training.
 
+        Once the disk was found full, ``_RESERVE`` bytes are left free (measured with
+        ``fstatvfs``, one call per window) so that run.json can still be written.
+
         Raises:
             OSError: ENOSPC/EDQUOT (no room, beyond a reserve kept for run.json), EFBIG
                 (``RLIMIT_FSIZE``: checked here, so that the kernel sends no SIGXFSZ), or
@@ -164,6 +168,8 @@ class MetricWriter:
             if length < least:
                 raise OSError(errno.EFBIG, f"{os.strerror(errno.EFBIG)} (RLIMIT_FSIZE is "
                               f"{limit} bytes)", self.path)
+        if self._tight:
+            length = self._spare(base, length, least)
         try:
             os.posix_fallocate(self._fd, base, length)
             return length
@@ -172,16 +178,22 @@ class MetricWriter:
                 if os.fstat(self._fd).st_size < base + length:
                     os.ftruncate(self._fd, base + length)
                 return length
-            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
-                raise
-            err = OSError(e.errno, e.strerror, self.path)
-        # Nearly full: take what is free beyond the reserve, if the record fits in it.
-        st = os.fstatvfs(self._fd)
-        spare = st.f_bavail * st.f_frsize - _RESERVE
-        length = min(length, os.fstat(self._fd).st_size + spare - base)
-        if length < least:
-            raise err
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT) or self._tight:
+                raise OSError(e.errno, e.strerror, self.path) from e
+            # The disk is nearly full: from now on leave the reserve free, also once space
+            # comes back (a window would otherwise take all of it and run.json none).
+            self._tight = True
+        length = self._spare(base, length, least)
         os.posix_fallocate(self._fd, base, length)
+        return length
+
+    def _spare(self, base: int, length: int, least: int) -> int:
+        """``length`` cut so that ``_RESERVE`` bytes stay free on the disk (>= least)."""
+        st = os.fstatvfs(self._fd)
+        free_end = os.fstat(self._fd).st_size + st.f_bavail * st.f_frsize - _RESERVE
+        length = min(length, free_end - base)
+        if length < least:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.path)
         return length
 
     def _zero_tail(self) -> None:
@@ -217,13 +229,14 @@ class MetricWriter:
         """The record layout for these names and value kinds, declaring it in the log if new.
 
         A schema is declared once per distinct layout: the map of declared ones keeps the
-        ``_MAX_DECLARED`` most recently used (far more than any run rotates through).
+        last ``_MAX_DECLARED`` declared (far more than any run rotates through), and forgets
+        the oldest one at a time.
 
         Raises:
             WriterClosed, OSError: as :meth:`append`; nothing is remembered then.
         """
         key = (type_, names, kinds)
-        shape = self._schemas.pop(key, None)
+        shape = self._schemas.get(key)
         if shape is None:
             type_text, names_text = _text(type_), [_text(n) for n in names]
             with self.lock:
@@ -240,8 +253,11 @@ class MetricWriter:
             packer = struct.Struct("<IIqqd" + kinds + "I")
             shape = Shape(packer.pack_into, packer.size, sid, packer.size ^ TRAILER_XOR)
             if len(self._schemas) >= _MAX_DECLARED:
-                self._schemas.pop(next(iter(self._schemas)), None)
-        self._schemas[key] = shape  # (re)inserted last: the dict's order is least recent first
+                try:
+                    del self._schemas[next(iter(self._schemas))]
+                except (StopIteration, KeyError, RuntimeError):  # another thread got there
+                    pass
+            self._schemas[key] = shape
         return shape
 
     def remember(self, key: tuple[Any, ...], shape: Shape) -> None:
@@ -315,14 +331,22 @@ class MetricWriter:
 
 
 _writers: weakref.WeakSet[MetricWriter] = weakref.WeakSet()
+_hooked = False
+
+
+def _track(writer: MetricWriter) -> None:
+    """Have ``writer`` disowned in any child forked from now on (the hook costs the parent
+    nothing per record; it is installed with the first writer, not at import)."""
+    global _hooked
+    if not _hooked:
+        _hooked = True
+        os.register_at_fork(after_in_child=_after_fork_in_child)
+    _writers.add(writer)
 
 
 def _after_fork_in_child() -> None:
     for writer in list(_writers):
         writer.disown()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @dataclass(frozen=True)

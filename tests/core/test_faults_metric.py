@@ -137,13 +137,59 @@ def test_full_tmpfs_strict_mode_raises_oserror_and_keeps_records(tmp_path: Path,
     assert out["status"] == "Complete"
 
 
-@pytest.mark.parametrize("sigxfsz", ["default", "ignored"])
+def test_disk_filled_by_other_files_then_freed(tmp_path: Path, small_disk: Path) -> None:
+    out = _result(_child(tmp_path, """
+        import json, os, time, warnings
+        import em_core as em
+        run = em.create_run(name='others')
+        step = 0
+        def log(n):
+            global step
+            for _ in range(n):
+                run.log('train', {'a': float(step), 'b': step}, step=step)
+                step += 1
+        log(100)
+        fd = os.open(os.path.join(os.path.dirname(run.local), 'checkpoint'),
+                     os.O_WRONLY | os.O_CREAT)
+        try:
+            while True:  # the training's checkpoints fill the disk
+                os.write(fd, bytes(4096))
+        except OSError:
+            pass
+        os.close(fd)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            log(150_000)  # goes on in the window reserved before, then is dropped
+            full_at = len(run.metric_records())
+            os.unlink(os.path.join(os.path.dirname(run.local), 'checkpoint'))
+            time.sleep(1.1)  # em tries again at most once a second
+            log(10)
+        run.finish()
+        back = em.load_run(run.local)
+        print(json.dumps({
+            'warnings': [str(w.message) for w in caught if issubclass(w.category, em.EmWarning)],
+            'full_at': full_at, 'steps': [r.step for r in back.metric_records()],
+            'intact': all(r.values == {'a': float(r.step), 'b': r.step}
+                          for r in back.metric_records()),
+            'status': back.status.value, 'dropped': back.to_dict()['metrics_dropped']}))
+        """, small_disk / "runs"))
+    full_at = out["full_at"]
+    assert full_at > 100  # the window reserved before the disk filled was used
+    assert out["steps"] == [*range(full_at), *range(150_100, 150_110)]
+    assert out["intact"]
+    assert out["status"] == "Complete"
+    assert out["dropped"]["records"] == 150_100 - full_at
+    assert len(out["warnings"]) == 1
+
+
+# Python ignores SIGXFSZ at start-up (then a write past the limit fails with EFBIG); a
+# program may restore the default action, which kills the process.
+@pytest.mark.parametrize("sigxfsz", ["SIG_DFL", "SIG_IGN"])
 def test_file_size_limit_is_not_fatal(tmp_path: Path, sigxfsz: str) -> None:
     limit = 3 * MiB  # below the first 4 MiB window: even create_run must stay inside it
     out = _result(_child(tmp_path, textwrap.dedent(f"""
         import resource, signal
-        if {sigxfsz!r} == 'ignored':
-            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        signal.signal(signal.SIGXFSZ, signal.{sigxfsz})
         resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, resource.RLIM_INFINITY))
         """) + textwrap.dedent(_FILL), tmp_path / "runs"))
     assert "EFBIG" in out["warnings"][0] and "RLIMIT_FSIZE" in out["warnings"][0]
@@ -225,6 +271,8 @@ def test_forked_child_records_nothing_and_leaves_parent_intact(tmp_path: Path) -
         log(5000)
         _, status = os.waitpid(pid, 0)
         meta = json.load(open(os.path.join(run.local, 'run.json')))
+        from em_core import _lifecycle
+        lock_held = _lifecycle.writer_alive(run.local, None)  # the child did not unlock it
         log(10000)
         run.hparams['parent'] = 1
         run.finish()
@@ -232,6 +280,7 @@ def test_forked_child_records_nothing_and_leaves_parent_intact(tmp_path: Path) -
         train = back.metrics['train']
         print(json.dumps({
             'child_exit': os.waitstatus_to_exitcode(status), 'status_after_child': meta['status'],
+            'lock_held': lock_held,
             'steps': [p['sequence']['step'] for p in train], 'logged': step,
             'intact': all(set(p['value'].values()) == {float(p['sequence']['step'])}
                           and len(p['value']) == 50 for p in train),
@@ -240,6 +289,7 @@ def test_forked_child_records_nothing_and_leaves_parent_intact(tmp_path: Path) -
         """, tmp_path / "runs"))
     assert out["child_exit"] == 0, "the child warned once that it records nothing"
     assert out["status_after_child"] == "Running"
+    assert out["lock_held"] is True
     assert out["steps"] == list(range(out["logged"]))
     assert out["intact"]
     assert out["types"] == ["train"]
