@@ -21,7 +21,7 @@ skipped, never misread. Unused space at the end of a crashed run's file is zeros
 killed before its header was stored (empty, shorter than the header, or a zero header) is a
 log with no records; reopening it writes the header.
 
-Faults the writer survives (they never reach the training loop as anything but a warning):
+Faults the writer survives (``Run.log`` turns what it raises into one warning):
 
 * a full disk, a quota or a file-size limit: every window is reserved with
   ``posix_fallocate`` before it is mapped, so a store into the mapping never meets a page
@@ -47,7 +47,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from .errors import CorruptRunError
+from .errors import CorruptRunError, EmError
 
 MAGIC = b"EMMETRIC"
 VERSION = 1
@@ -63,8 +63,9 @@ _RETRY_S = 1.0  # after the log could not grow, try again at most this often
 _NO_FALLOCATE = frozenset({errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL})
 
 
-class WriterClosed(Exception):
-    """The writer was closed (the run ended) while a record was being appended."""
+class WriterClosed(EmError):
+    """The writer was closed (the run ended), or disowned in a forked child, while a record
+    was being appended. Internal: ``Run.log`` reports it as a ``RunFinishedError``."""
 
 
 def _text(s: str) -> str:

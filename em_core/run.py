@@ -503,7 +503,7 @@ def create_run(config_path: str | os.PathLike[str] | None = None, name: str = "d
         shutil.rmtree(path, ignore_errors=True)
         if isinstance(e, OSError) and e.errno is not None:
             raise OSError(e.errno, f"em could not create the run directory {str(path)!r}: "
-                          f"{e.strerror} ({errno.errorcode.get(e.errno, e.errno)}); "
+                          f"{e.strerror or e} ({errno.errorcode.get(e.errno, e.errno)}); "
                           "nothing was left behind") from e
         raise
 
