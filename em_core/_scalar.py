@@ -36,6 +36,16 @@ def direct_kind(cls: type) -> str | None:
     return None
 
 
+def show(value: Any, limit: int = 100) -> str:
+    """``repr(value)`` cut to ``limit`` characters, or a stand-in when repr itself fails
+    (a tensor on a failed device cannot always print itself)."""
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - only used in error messages
+        return f"<{type(value).__name__} object>"
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _shape_of(value: Any) -> tuple[int, ...] | None:
     shape = getattr(value, "shape", None)
     if shape is None:
@@ -55,8 +65,20 @@ def to_number(value: Any, name: str) -> int | float:
 
     Raises:
         TypeError: the value is not a number (a string, None, a dict...).
-        ValueError: a tensor or array with more than one element (its shape is named).
+        ValueError: a tensor or array with more than one element (its shape is named), or
+            a value whose own ``shape``/``item()``/... raised (a CUDA error, say): the
+            original exception is chained.
     """
+    try:
+        return _to_number(value, name)
+    except (TypeError, ValueError):
+        raise
+    except Exception as e:  # the value's own code failed (a CUDA error): a bad value
+        raise ValueError(f"metric {name!r}: reading the {type(value).__name__} value failed "
+                         f"({type(e).__name__}: {show(e, 200)})") from e
+
+
+def _to_number(value: Any, name: str) -> int | float:
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, int):
@@ -64,8 +86,8 @@ def to_number(value: Any, name: str) -> int | float:
     if isinstance(value, float):
         return float(value)
     if isinstance(value, (str, bytes)) or value is None:
-        raise TypeError(f"metric {name!r}: value {value!r} of type {type(value).__name__} is not "
-                        "a number; expected int, float, or a one-element array/tensor")
+        raise TypeError(f"metric {name!r}: value {show(value)} of type {type(value).__name__} "
+                        "is not a number; expected int, float, or a one-element array/tensor")
     shape = _shape_of(value)
     if shape is not None:
         size = math.prod(shape)
@@ -78,15 +100,15 @@ def to_number(value: Any, name: str) -> int | float:
             fn = getattr(value, method, None)
             if callable(fn):
                 try:
-                    return to_number(fn(), name)
+                    return _to_number(fn(), name)
                 except (TypeError, ValueError, AttributeError):
                     continue
         numpy_fn = getattr(value, "numpy", None)  # TensorFlow eager tensors
         if callable(numpy_fn):
-            return to_number(numpy_fn().reshape(()).item(), name)
+            return _to_number(numpy_fn().reshape(()).item(), name)
     if isinstance(value, numbers.Integral):
-        return to_number(int(value), name)
+        return _to_number(int(value), name)
     if isinstance(value, numbers.Real):
         return float(value)
-    raise TypeError(f"metric {name!r}: value {value!r} of type {type(value).__name__} is not a "
-                    "number; expected int, float, or a one-element array/tensor")
+    raise TypeError(f"metric {name!r}: value {show(value)} of type {type(value).__name__} is "
+                    "not a number; expected int, float, or a one-element array/tensor")

@@ -11,9 +11,11 @@ A run is a directory (see README "Storage format")::
 from __future__ import annotations
 
 import builtins
+import errno
 import logging
 import os
 import secrets
+import shutil
 import string
 import threading
 import time
@@ -22,15 +24,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from . import _lifecycle, _validate
+from . import _lifecycle, _logpath, _validate
 from ._files import read_json, write_json_atomic
 from ._lifecycle import Status, error_info
 from ._metricfile import MetricWriter, Record, read_records
 from ._paths import RUN_PARENT_DEFAULT, RUN_PARENT_ENV, parent_dir
 from ._recorded import Recorded
-from ._scalar import INT64_MAX, INT64_MIN, direct_kind, to_number
 from .dist import dist_info
-from .errors import NotARunError, RunFinishedError, handle_problem
+from .errors import NotARunError, RunFinishedError
 from .hparams import Hyperparameters
 
 __all__ = ["NoOpRun", "Run", "create_run", "load_run"]
@@ -85,10 +86,16 @@ class Run(Recorded):
         self._writer: MetricWriter | None = None
         self._fast: dict[Any, Any] = _EMPTY
         self._liveness: _lifecycle.LivenessLock | None = None
+        self._forked = False  # set in a forked child: the run is its parent's (see _logpath)
         self._hparams = Hyperparameters(on_change=self._save, _shared=meta["hparams"])
+        _logpath.track(self)
         if writable:
             self._liveness = _lifecycle.LivenessLock(str(path))
-            self._writer = MetricWriter(path / METRICS_FILE)
+            try:
+                self._writer = MetricWriter(path / METRICS_FILE)
+            except BaseException:
+                self._liveness.release()
+                raise
             self._fast = self._writer.fast
             _lifecycle.register(self)
 
@@ -97,6 +104,8 @@ class Run(Recorded):
         # Re-entrant: a signal handler may end the run while the main thread is saving.
         # The nested save writes at once (the process may die right after); the outer one
         # then saves again so that its older snapshot does not win.
+        if self._forked:
+            return  # a forked child never writes its parent's run
         with self._save_lock:
             self._save_depth += 1
             try:
@@ -167,13 +176,19 @@ class Run(Recorded):
             epoch: the epoch, an int >= 0, or None.
 
         The record is in the operating system's page cache when this returns, so killing
-        the process loses nothing logged. A bad argument warns once and the bad part is
-        dropped (``EM_STRICT=1``: raises ``TypeError``/``ValueError``); logging after the
-        run ended raises :class:`~em_core.errors.RunFinishedError` likewise.
+        the process loses nothing logged. Nothing here stops training: a bad argument warns
+        once per kind of problem and the bad part is dropped (a value whose own ``item()``
+        or ``shape`` raises is a bad value); logging after the run ended, or from a forked
+        child of the process that writes the run, warns and records nothing; when the disk
+        is full (or a quota or file-size limit is reached) the record is dropped, counted in
+        run.json under ``metrics_dropped``, and logging resumes once there is room. Under
+        ``EM_STRICT=1`` these raise instead: ``TypeError``/``ValueError``,
+        :class:`~em_core.errors.RunFinishedError`, ``OSError`` (ENOSPC, EDQUOT, EFBIG).
         """
         # Fast path: a call shaped like an earlier valid one is packed straight into the
         # mapped log. Anything unusual (new names or value types, bad input, a full
-        # window, a finished run) falls through to _log_slow, which validates and explains.
+        # window, a finished run, a forked child) falls through to _logpath.log_slow, which
+        # validates and explains.
         try:
             vals = tuple(metrics.values())
             pack, size, sid, trailer = self._fast[(type, *metrics, *map(_type, vals))]
@@ -191,58 +206,7 @@ class Run(Recorded):
                     return
         except Exception:  # noqa: BLE001 - any surprise goes to the explaining path
             pass
-        self._log_slow(type, metrics, step, epoch)
-
-    def _log_slow(self, type_: Any, metrics: Any, step: Any, epoch: Any) -> None:
-        try:
-            if self._ended or self._writer is None:
-                raise RunFinishedError(f"run {self._meta['alternative_name']!r} has ended "
-                                       f"({self._meta['status']}); log() was called after it")
-            norm = _validate.metric_type(type_)
-            if not isinstance(metrics, Mapping):
-                raise TypeError(f"metrics must be a dict of name -> number, got "
-                                f"{type(metrics).__name__}: {metrics!r:.200}")
-            if not metrics:
-                raise ValueError("metrics is empty; give at least one name -> number")
-            step = _validate.index(step, "step")
-            epoch = None if epoch is None else _validate.index(epoch, "epoch")
-        except (TypeError, ValueError, RunFinishedError) as e:
-            handle_problem(e, key=f"log:{type(e).__name__}:{str(e)[:60]}")
-            return
-        names, values, kinds = [], [], []
-        cacheable = True
-        for k, v in metrics.items():
-            if not isinstance(k, str) or not k:
-                handle_problem(TypeError(f"metric name must be a non-empty string, got {k!r}"),
-                               key=f"log:name:{k!r}")
-                cacheable = False
-                continue
-            kind = direct_kind(v.__class__)
-            if kind == "q" and not INT64_MIN <= v <= INT64_MAX:
-                kind = None
-            if kind is None:
-                cacheable = False
-                try:
-                    v = to_number(v, k)
-                except (TypeError, ValueError) as e:
-                    handle_problem(e, key=f"log:value:{k}:{type(v).__name__}")
-                    continue
-                kind = "q" if isinstance(v, int) else "d"
-            names.append(k)
-            values.append(v)
-            kinds.append(kind)
-        if not names:
-            return
-        writer = self._writer
-        shape = writer.shape(norm, tuple(names), "".join(kinds))
-        if cacheable:
-            vals = tuple(metrics.values())
-            writer.remember((type_, *metrics, *map(_type, vals)), shape)
-        try:
-            writer.append(shape, step, -1 if epoch is None else epoch, tuple(values))
-        except (TypeError, ValueError) as e:  # mmap closed under us by finish() in a thread
-            handle_problem(RunFinishedError(f"run {self.alternative_name!r} ended while "
-                                            f"logging: {e}"), key="log:closed")
+        _logpath.log_slow(self, type, metrics, step, epoch)
 
     def flush(self) -> None:
         """Ask the OS to write logged metrics to disk now (survives power loss, not just a
@@ -522,18 +486,26 @@ def create_run(config_path: str | os.PathLike[str] | None = None, name: str = "d
     from ._platform import collect_platform
 
     path = new_dir(RUN_PARENT_ENV, RUN_PARENT_DEFAULT, name)
-    meta.update({
-        "alternative_name": path.name, "status": Status.RUNNING.value,
-        "start_timestamp": now_iso(), "end_timestamp": None, "error": None, "hparams": hp,
-        "platform": collect_platform(), "git": collect_git(),
-        "associations": {}, "remote": [],
-        "process": {"host": _host(), "pid": os.getpid(), "boot_id": _lifecycle.boot_id(),
-                    "rank": dist.rank, "world_size": dist.world_size,
-                    "launcher": dist.launcher},
-    })
-    write_json_atomic(path / META_FILE, meta)
-    run = Run(path, meta, writable=True)
-    return run
+    try:
+        meta.update({
+            "alternative_name": path.name, "status": Status.RUNNING.value,
+            "start_timestamp": now_iso(), "end_timestamp": None, "error": None, "hparams": hp,
+            "platform": collect_platform(), "git": collect_git(),
+            "associations": {}, "remote": [],
+            "process": {"host": _host(), "pid": os.getpid(), "boot_id": _lifecycle.boot_id(),
+                        "rank": dist.rank, "world_size": dist.world_size,
+                        "launcher": dist.launcher},
+        })
+        write_json_atomic(path / META_FILE, meta)
+        return Run(path, meta, writable=True)
+    except BaseException as e:
+        # No half-made run may be left saying Running (a full disk, a file-size limit).
+        shutil.rmtree(path, ignore_errors=True)
+        if isinstance(e, OSError) and e.errno is not None:
+            raise OSError(e.errno, f"em could not create the run directory {str(path)!r}: "
+                          f"{e.strerror or e} ({errno.errorcode.get(e.errno, e.errno)}); "
+                          "nothing was left behind") from e
+        raise
 
 
 def _host() -> str:
