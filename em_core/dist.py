@@ -37,9 +37,11 @@ def _int_env(env: dict[str, str] | os._Environ[str], name: str) -> int | None:
     if raw is None or raw.strip() == "":
         return None
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         return None
+    # -1 is the usual "not distributed" value (LOCAL_RANK=-1 in many training scripts).
+    return None if value < 0 else value
 
 
 # (rank variable, size variable, local-rank variable, launcher name), in order of precedence:
