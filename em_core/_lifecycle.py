@@ -4,16 +4,27 @@ run from a dead one.
 Hooks are installed at the first ``create_run`` (never at import):
 
 * an uncaught exception (``sys.excepthook``) ends every open run as ``Failed`` with the
-  exception's type, message and traceback, then calls the previous hook;
-* SIGTERM and SIGINT end them as ``Killed``, then the previous handler runs (the default
-  SIGTERM action still terminates; the default SIGINT handler still raises
-  ``KeyboardInterrupt``). Only installed from the main thread; an ignored signal is left
-  alone;
-* interpreter exit (``atexit``) ends runs still open as ``Complete``.
+  exception's type, message and traceback (``Killed`` for ``KeyboardInterrupt``), then calls
+  the previous hook;
+* ``sys.exit`` is wrapped to remember its code, because ``atexit`` is not told it: at
+  interpreter exit, runs still open end ``Complete`` for code 0/None, else ``Failed`` ("exit
+  code N", or the str given). A bare ``raise SystemExit(3)`` outside a ``with`` block is not
+  seen and ends ``Complete``; a ``sys.exit`` whose SystemExit is caught and the script goes
+  on is still remembered;
+* SIGTERM and SIGINT (only installed from the main thread; an ignored signal is left alone):
+  with Python's default SIGINT handler the ``KeyboardInterrupt`` is raised and the run ends
+  ``Killed`` only if nobody catches it (``__exit__`` or the excepthook); with SIG_DFL the run
+  ends ``Killed`` and the process dies of the signal; with a Python handler installed before
+  em, that handler runs, and the run goes on if it returns, or ends ``Killed`` ("received
+  SIGTERM") if it raises (``sys.exit``). A handler installed after em replaces ours.
+  The handler takes no lock; a signal arriving while a run writes its final status is
+  handled once the status is on disk.
 
 Liveness: a running run holds an exclusive ``flock`` on ``<run>/.lock``. The kernel drops it
 when the process dies, however it dies, so a reader that can take the lock knows the
-writer is gone (SIGKILL, OOM kill, power loss) and reports the run as ``Crashed``.
+writer is gone (SIGKILL, OOM kill, power loss) and reports the run as ``Crashed``. Forked
+children close their copy of the descriptor (``os.register_at_fork``) and exec'd programs
+never get it, so a surviving helper process does not keep a dead run looking alive.
 """
 
 from __future__ import annotations
@@ -28,7 +39,7 @@ import sys
 import threading
 import traceback
 from types import FrameType, TracebackType
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from .errors import EmError, handle_problem
 
@@ -183,12 +194,14 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
     os.kill(os.getpid(), signum)
 
 
-def _sys_exit(code: Any = None) -> None:
+def _sys_exit(code: Any = None) -> NoReturn:
     _exit_code[:] = [code]
     _orig_exit(code)
+    raise SystemExit(code)  # not reached: for the type checker
 
 
 def _at_exit() -> None:
+    error: str | None
     if _killed_by:
         status, error = Status.KILLED, f"received {_killed_by[-1]}"
     elif _exit_code:
