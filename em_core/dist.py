@@ -37,9 +37,11 @@ def _int_env(env: dict[str, str] | os._Environ[str], name: str) -> int | None:
     if raw is None or raw.strip() == "":
         return None
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         return None
+    # -1 is the usual "not distributed" value (LOCAL_RANK=-1 in many training scripts).
+    return None if value < 0 else value
 
 
 # (rank variable, size variable, local-rank variable, launcher name), in order of precedence:
@@ -96,7 +98,8 @@ def dist_info(env: dict[str, str] | None = None) -> DistInfo:
     torchrun (``RANK``), Horovod, Open MPI, MPICH/Intel MPI (``PMI_RANK``), SLURM and
     TensorFlow's ``TF_CONFIG``, or from an initialised ``torch.distributed`` process group
     when no variable says (``torch.multiprocessing.spawn``). Rank -1 marks a process that is
-    not a worker (a TF parameter server or evaluator). With ``env`` given, only it is read."""
+    not a worker (a TF parameter server or evaluator). A negative ``RANK``/``LOCAL_RANK`` (the
+    usual ``-1``) means "not distributed", as if unset. With ``env`` given, only it is read."""
     e: Any = os.environ if env is None else env
     for rank_var, size_var, local_var, launcher in _LAUNCHERS:
         rank = _int_env(e, rank_var)

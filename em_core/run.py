@@ -269,23 +269,24 @@ class Run(Recorded):
         self._end(st, error)
 
     def _end(self, status: Status, error: Any = None, *, from_signal: bool = False) -> None:
-        if not self._ended:
-            self._ended = True
-            self._fast = _EMPTY
-            self._meta["status"] = status.value
-            self._meta["end_timestamp"] = now_iso()
-            self._meta["error"] = error_info(error)
-            self._save()
-        if from_signal:
-            return  # the process may die now; the metric log is already in the page cache
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-            write_json_atomic(self._path / META_FILE, self._meta, fsync=True)
-        if self._liveness is not None:
-            self._liveness.release()
-            self._liveness = None
-        _lifecycle.unregister(self)
+        # A SIGINT/SIGTERM arriving meanwhile waits until the final status is on disk.
+        with _lifecycle.critical(enabled=not from_signal):
+            if not self._ended:
+                self._ended = True
+                self._fast = _EMPTY
+                self._meta.update(status=status.value, end_timestamp=now_iso(),
+                                  error=error_info(error))
+                self._save()
+            if from_signal:
+                return  # the process dies now; the metric log is already in the page cache
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+                write_json_atomic(self._path / META_FILE, self._meta, fsync=True)
+            if self._liveness is not None:
+                self._liveness.release()
+                self._liveness = None
+            _lifecycle.unregister(self)
 
     def resume(self) -> None:
         """Reopen an ended run for recording: a run this process finished (Lightning
@@ -321,12 +322,8 @@ class Run(Recorded):
         return self
 
     def __exit__(self, etype: Any, exc: BaseException | None, tb: Any) -> None:
-        if exc is None:
-            self._end(Status.COMPLETE)
-        elif isinstance(exc, KeyboardInterrupt):
-            self._end(Status.KILLED, exc)
-        else:
-            self._end(Status.FAILED, exc)
+        # KeyboardInterrupt -> Killed; SystemExit follows its code (0/None -> Complete).
+        self._end(*(_lifecycle.ending_for(exc) if exc is not None else (Status.COMPLETE,)))
 
     # ----------------------------------------------------------------- dicts
     def to_dict(self) -> dict[str, Any]:
