@@ -78,11 +78,14 @@ def test_signals_during_register_unregister_never_hang(tmp_path: Path, signum: i
         hits = [0]
         signal.signal(signal.SIGTERM, lambda s, f: hits.__setitem__(0, hits[0] + 1))
         em.create_run(name='first').finish()
-        print('ready')
         deadline = time.monotonic() + 4
+        ready = [False]
         def loop():
             while time.monotonic() < deadline:
                 try:
+                    if not ready[0]:  # inside the try: a signal may land while it prints
+                        ready[0] = True
+                        print('ready', flush=True)
                     for _ in range(20):
                         _lifecycle.register(_lifecycle)  # any object: only stored
                         _lifecycle.unregister(_lifecycle)
@@ -95,6 +98,8 @@ def test_signals_during_register_unregister_never_hang(tmp_path: Path, signum: i
                 break
             except KeyboardInterrupt:
                 pass
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a late signal must not cut 'done'
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         print('done')
         """)
     try:
