@@ -305,8 +305,12 @@ class Run(Recorded):
         except BlockingIOError:
             raise RunFinishedError(f"run {self.alternative_name!r} is being written by another "
                                    "live process; it cannot be resumed here") from None
+        try:
+            self._writer = MetricWriter(self._path / METRICS_FILE)
+        except BaseException:
+            liveness.release()  # a full disk must not leave the run looking alive
+            raise
         self._liveness = liveness
-        self._writer = MetricWriter(self._path / METRICS_FILE)
         self._fast = self._writer.fast
         self._meta["status"] = Status.RUNNING.value
         self._meta["end_timestamp"] = None
