@@ -10,6 +10,7 @@ An artifact is a directory::
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import posixpath
@@ -56,18 +57,44 @@ def _target(obj_path: str | None, default_name: str) -> str:
     return _clean_obj_path(obj_path)
 
 
-def _copy_hashed(src: Path, dst: Path) -> tuple[int, str]:
-    dst.parent.mkdir(parents=True, exist_ok=True)
+def _real_dirs(root: Path, target: str) -> Path:
+    """Create the folders of ``target`` under ``root`` and return its destination path.
+
+    Every folder on the way must be a real directory: a link planted inside the artifact
+    (``files/evil -> /outside``) is refused, so nothing is ever written outside it.
+    """
+    node = root
+    for part in target.split("/")[:-1]:
+        node = node / part
+        if node.is_symlink() or (node.exists() and not node.is_dir()):
+            raise ValueError(f"obj_path {target!r}: {str(node)!r} inside the artifact is a link "
+                             "or a file, not a folder; refusing to write through it")
+        node.mkdir(exist_ok=True)
+    return root / target
+
+
+def _copy_hashed(src: Path, root: Path, target: str) -> tuple[int, str]:
+    dst = _real_dirs(root, target)
+    if dst.is_dir() and not dst.is_symlink():
+        raise ValueError(f"obj_path {target!r} is a folder inside the artifact")
     digest = hashlib.sha256()
     size = 0
     tmp = dst.with_name(f".{dst.name}.part")
-    with open(src, "rb") as fin, open(tmp, "wb") as fout:
-        while chunk := fin.read(1 << 20):
-            digest.update(chunk)
-            fout.write(chunk)
-            size += len(chunk)
-    os.replace(tmp, dst)
-    shutil.copystat(src, dst)
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()  # left by a process killed while copying
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    try:
+        with open(src, "rb") as fin, os.fdopen(fd, "wb") as fout:
+            while chunk := fin.read(1 << 20):
+                digest.update(chunk)
+                fout.write(chunk)
+                size += len(chunk)
+        shutil.copystat(src, tmp)
+        os.replace(tmp, dst)  # replaces a link at dst itself, never what it points to
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
     return size, digest.hexdigest()
 
 
@@ -93,7 +120,8 @@ class Artifact(Recorded):
 
     @property
     def objects(self) -> dict[str, dict[str, Any]]:
-        """``{obj_path: {'kind': 'file'|'reference', 'size', 'sha256', 'uri'}}``."""
+        """``{obj_path: {'kind': 'file'|'reference'|'link', 'size', 'sha256', 'uri',
+        'target'}}``."""
         return {k: dict(v) for k, v in self._meta["objects"].items()}
 
 
@@ -113,7 +141,7 @@ class Artifact(Recorded):
         if src.is_dir():
             raise ValueError(f"file_path {str(src)!r} is a directory; use add_dir()")
         target = _target(obj_path, src.name)
-        size, sha = _copy_hashed(src, self._path / FILES_DIR / target)
+        size, sha = _copy_hashed(src, self._path / FILES_DIR, target)
         self._meta["objects"][target] = {"kind": "file", "size": size, "sha256": sha,
                                          "source": os.path.abspath(src)}
         self._save()
@@ -121,23 +149,41 @@ class Artifact(Recorded):
 
     def add_dir(self, dir_path: str | os.PathLike[str], obj_path: str | None = None) -> list[str]:
         """Copy a directory's files in, keeping their relative paths under ``obj_path``
-        (None: the directory's own name). Returns the object paths added."""
+        (None: the directory's own name). Returns the object paths added.
+
+        Links inside the directory are never followed: each one, to a file or a folder,
+        dangling or not, is recorded as ``{'kind': 'link', 'target': <where it points>}``
+        and nothing is copied for it. A special file (a FIFO, a socket, a device) raises
+        ``ValueError`` naming it; what was copied before that is listed in
+        ``artifact.json`` all the same.
+        """
         src = _validate.existing_file(dir_path, "dir_path")
         if not src.is_dir():
             raise ValueError(f"dir_path {str(src)!r} is not a directory; use add_file()")
         base = _target(obj_path, src.resolve().name)
-        added = []
-        for root, dirs, files in os.walk(src):
-            dirs.sort()
-            for fname in sorted(files):
-                f = Path(root) / fname
-                rel = f.relative_to(src).as_posix()
-                target = _clean_obj_path(f"{base}/{rel}")
-                size, sha = _copy_hashed(f, self._path / FILES_DIR / target)
-                self._meta["objects"][target] = {"kind": "file", "size": size, "sha256": sha,
-                                                 "source": os.path.abspath(f)}
-                added.append(target)
-        self._save()
+        objects = self._meta["objects"]
+        added: list[str] = []
+        try:
+            for root, dirs, files in os.walk(src):
+                dirs.sort()
+                links = [d for d in dirs if os.path.islink(os.path.join(root, d))]
+                dirs[:] = [d for d in dirs if d not in links]
+                for fname in sorted(files + links):
+                    f = Path(root) / fname
+                    target = _clean_obj_path(f"{base}/{f.relative_to(src).as_posix()}")
+                    if f.is_symlink():
+                        objects[target] = {"kind": "link", "target": os.readlink(f),
+                                           "source": os.path.abspath(f)}
+                    elif not f.is_file():
+                        raise ValueError(f"{str(f)!r} is not a regular file, a folder or a "
+                                         "link; add_dir copies only those")
+                    else:
+                        size, sha = _copy_hashed(f, self._path / FILES_DIR, target)
+                        objects[target] = {"kind": "file", "size": size, "sha256": sha,
+                                           "source": os.path.abspath(f)}
+                    added.append(target)
+        finally:
+            self._save()  # whatever was copied is listed, also when a file failed
         return added
 
     def add_reference(self, uri: str, obj_path: str | None = None) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 import em_core as em
@@ -41,7 +42,11 @@ class CaffeRecorder:
       command wins), ``net_name``, ``loss_weights`` (``{'train': {...}, 'test': {...}}``) and
       ``resumed_from`` (the solverstate of a resume; a list if there were several);
     * snapshots: every file named by ``Snapshotting to ...`` that exists once Caffe moved on
-      is copied into an output artifact ``<run name>-snapshots``;
+      is copied into an output artifact ``<run name>-snapshots`` -- only when it lies under
+      ``snapshot_root`` (default: the working directory) once links and ``..`` are resolved.
+      The log is data: a path it names outside that folder (``/etc/shadow``, ``../x``, a
+      link leading out) is never read; it is named once on stderr and listed in the run's
+      ``snapshots_refused`` hyperparameter;
     * the end (:meth:`finish`): ``Complete`` after ``Optimization Done``, ``Failed`` with the
       reason after a fatal line or when the input ends mid-run, ``Killed`` on a signal.
 
@@ -51,8 +56,9 @@ class CaffeRecorder:
         run: The run to record into.
         parser: The parser to use (default: a new :class:`CaffeLogParser`).
         hparams_from_log: Record the solver parameters printed in the log.
-        snapshot_root: Folder relative snapshot paths are resolved against (default: the
-            working directory, which is Caffe's when it runs beside ``em caffe``).
+        snapshot_root: Folder relative snapshot paths are resolved against, and the only
+            folder snapshots are copied from (default: the working directory, which is
+            Caffe's when it runs beside ``em caffe``).
     """
 
     def __init__(self, run: em.Run | em.NoOpRun, *, parser: CaffeLogParser | None = None,
@@ -68,6 +74,7 @@ class CaffeRecorder:
         self.last_iteration: int | None = None
         self._artifact: Any = None
         self._pending: list[str] = []
+        self._refused: list[str] = []  # snapshot paths outside snapshot_root, not copied
         self._resumes: list[str] = []
         self._weights: dict[str, dict[str, float]] = {}
         self._weights_changed = False  # loss_weights to save (once per block, not per event)
@@ -162,8 +169,12 @@ class CaffeRecorder:
         pending, self._pending = self._pending, []
         if isinstance(self.run, em.NoOpRun):
             return
+        root = os.path.realpath(self.snapshot_root or os.getcwd())
         for path in pending:
-            full = os.path.join(self.snapshot_root, path) if self.snapshot_root else path
+            full = os.path.realpath(os.path.join(root, path))
+            if os.path.commonpath([root, full]) != root:
+                self._refuse(path, root)
+                continue
             if not os.path.isfile(full):
                 continue
             try:
@@ -174,6 +185,14 @@ class CaffeRecorder:
                 self._artifact.add_file(full)
             except (OSError, em.EmError, ValueError) as exc:
                 em.handle_problem(exc, key=f"caffe-snapshot:{type(exc).__name__}")
+
+    def _refuse(self, path: str, root: str) -> None:
+        # The log is data, not the user's word: a path outside the root is never read.
+        if path in self._refused:
+            return
+        self._refused.append(path)
+        sys.stderr.write(f"em caffe: snapshot {path!r} is outside {root!r}; not copied\n")
+        self.run.hparams["snapshots_refused"] = list(self._refused)
 
     @property
     def artifact(self) -> Any:
