@@ -75,6 +75,8 @@ class Run(Recorded):
     ``remote`` and ``local`` (the directory).
     """
 
+    _uploader: Any = None  # em_core._uploader.Uploader while auto-uploading
+
     def __init__(self, path: Path, meta: dict[str, Any], *, writable: bool) -> None:
         self._path = path
         self._meta = meta
@@ -317,6 +319,9 @@ class Run(Recorded):
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+            if self._uploader is not None:  # bounded wait; says what is left to sync
+                from ._uploader import wait_for
+                wait_for(self)
             write_json_atomic(self._path / META_FILE, self._meta, fsync=True)
         if self._liveness is not None:
             self._liveness.release()
@@ -433,6 +438,9 @@ class NoOpRun:
     def mark_output(self, obj: Any) -> None:
         pass
 
+    def upload(self, *args: Any, **kwargs: Any) -> None:
+        """Does nothing (only rank 0 uploads)."""
+
     def _add_association(self, key: str, other: Any) -> None:
         pass
 
@@ -533,6 +541,9 @@ def create_run(config_path: str | os.PathLike[str] | None = None, name: str = "d
     })
     write_json_atomic(path / META_FILE, meta)
     run = Run(path, meta, writable=True)
+    if meta["upload"]["auto_upload"] and dist.rank == 0:  # only rank 0 uploads
+        from ._uploader import start
+        run._uploader = start(run)
     return run
 
 
@@ -558,6 +569,9 @@ def load_run(path: str | os.PathLike[str], auto_upload: bool = False,
     """
     p = _validate.path(path, "path")
     if not p.is_dir():
+        from ._remote import is_remote_candidate, load_run_remote
+        if is_remote_candidate(path):  # a server path: '/user/folder/name' or 'folder/name'
+            return load_run_remote(str(path))  # type: ignore[no-any-return]
         raise NotARunError(f"no run directory at {str(p)!r}")
     if not (p / META_FILE).is_file():
         raise NotARunError(f"{str(p)!r} is not an em run directory (no {META_FILE})")
