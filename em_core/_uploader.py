@@ -72,24 +72,24 @@ class Uploader(threading.Thread):
                 ending = self._ending.is_set()
                 try:
                     self._sync(final=ending)
-                    if self._waiting_said:
-                        log.warning("em: auto-upload of run %r is connected again",
-                                    self.em_run.alternative_name)
-                        self._waiting_said = False
-                    if ending:
-                        return
-                except LoginError as e:
-                    self.failed = str(e)
-                    log.warning("em: auto-upload of run %r stopped: %s. The run is recorded "
-                                "locally; upload it later with `em upload %s`",
-                                self.em_run.alternative_name, e, self.path)
-                    return
                 except (RemoteError, OSError, ValueError, KeyError, RuntimeError) as e:
                     if self._closing:
+                        return
+                    if _final_refusal(e):  # a bad key, no write access: retrying won't help
+                        self.failed = str(e)
+                        log.warning("em: auto-upload of run %r stopped: %s. The run is "
+                                    "recorded locally; upload it later with `em upload %s`",
+                                    self.em_run.alternative_name, e, self.path)
                         return
                     self._say_waiting(str(e))
                     self._wake.wait(min(self.interval * 5, 30.0))
                     continue
+                if self._waiting_said:
+                    log.warning("em: auto-upload of run %r is connected again",
+                                self.em_run.alternative_name)
+                    self._waiting_said = False
+                if ending:
+                    return
                 self._wake.wait(self.interval)
                 self._wake.clear()
         finally:
@@ -101,8 +101,8 @@ class Uploader(threading.Thread):
             made = create_remote(self.client, "run", meta, self.options["folder"],
                                  self.options["make_folder"], self.options["conflict_strategy"])
             if made.get("state") == "skipped":
-                raise LoginError(f"the server already has run {made.get('path')!r} and "
-                                 "conflict_strategy is 'skip'")
+                raise _Stop(f"the server already has a run {made.get('path')!r} and "
+                            "conflict_strategy is 'skip'")
             self._run_id = str(made["id"])
             self._shipper = MetricShipper(self.client, self._run_id, self.path / "metrics.bin",
                                           int(made.get("metrics_length") or 0))
@@ -163,6 +163,18 @@ class Uploader(threading.Thread):
                     "%s. The run is complete locally: run `em upload %s` to finish.",
                     self.em_run.alternative_name, wait, ", ".join(left), self.path)
         return False
+
+
+class _Stop(RemoteError):
+    """Nothing more to do for this run on the server (conflict_strategy='skip')."""
+
+
+def _final_refusal(e: BaseException) -> bool:
+    if isinstance(e, (LoginError, _Stop)):
+        return True
+    status = getattr(e, "status", None)
+    return isinstance(e, RemoteError) and status is not None and 400 <= status < 500 \
+        and status != 409
 
 
 def start(run: Any) -> Uploader | None:

@@ -197,3 +197,33 @@ def test_cli_login_logout(fake_server: str, user_config: Path) -> None:
     assert p.stdout.strip() == "logged in as alice"
     p = subprocess.run([*cmd, "logout"], env=env, capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and GOOD not in user_config.read_text()
+
+
+def test_only_rank_0_auto_uploads(fake_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    em.login(fake_server, GOOD)
+    monkeypatch.setenv("EM_ALL_RANKS", "1")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    run = em.create_run(name="ranked", auto_upload=True)
+    assert run.name == "ranked-rank1"
+    assert run._uploader is None  # type: ignore[union-attr]
+    run.finish()
+
+
+def test_refused_key_stops_auto_upload_once(fake_server: str, caplog: pytest.LogCaptureFixture,
+                                            monkeypatch: pytest.MonkeyPatch,
+                                            user_config: Path) -> None:
+    em.login(fake_server, GOOD)
+    monkeypatch.setenv("EM_API_KEY", BAD)  # revoked since login, say
+    monkeypatch.setenv("EM_UPLOAD_TIMEOUT", "5")
+    with caplog.at_level(logging.WARNING, logger="em"):
+        run = em.create_run(name="refused", auto_upload=True)
+        run.log("train", {"loss": 1.0}, step=0)
+        run.finish()
+    said = [r.getMessage() for r in caplog.records]
+    assert any("refused the API key" in m and "em upload" in m for m in said), said
+    assert all(BAD not in m and GOOD not in m for m in said)
+    assert "not yet uploaded: the whole run" in " ".join(said)
+    assert run.status == em.Status.COMPLETE
+    for p in Path(run.local).iterdir():
+        assert BAD.encode() not in p.read_bytes() and GOOD.encode() not in p.read_bytes()
