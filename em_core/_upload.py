@@ -256,6 +256,18 @@ def _kind(path: Path) -> str | None:
     return None
 
 
+def _find_dirs(top: Path) -> list[Path]:
+    """Run and artifact directories under ``top``; never looks inside one (an artifact's
+    files may hold a ``run.json`` of their own)."""
+    found = []
+    for root, subdirs, files in os.walk(top):
+        if "run.json" in files or "artifact.json" in files:
+            found.append(Path(root))
+            subdirs.clear()
+        subdirs.sort()
+    return found
+
+
 def upload(path: str | os.PathLike[str] | Any, folder: str = "default", make_folder: bool = False,
            conflict_strategy: str = "new", *, client: Client | None = None,
            progress: bool = False) -> list[dict[str, Any]]:
@@ -289,8 +301,7 @@ def upload(path: str | os.PathLike[str] | Any, folder: str = "default", make_fol
     c = client or client_for_current()  # not logged in: say so before scanning anything
     kind = _kind(p)
     if kind is None:
-        found = [d for d in sorted(p.rglob("*.json")) if d.name in ("run.json", "artifact.json")]
-        dirs = [d.parent for d in found]
+        dirs = _find_dirs(p)
         if not dirs:
             if own:
                 c.close()

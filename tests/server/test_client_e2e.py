@@ -271,12 +271,18 @@ def test_server_down_never_stops_training_then_em_upload(server: Server, env: di
 def test_upload_a_whole_em_dir_twice_creates_nothing_new(server: Server, env: dict[str, str],
                                                          tmp_path: Path) -> None:
     runs = [em.create_run(name=f"r{i}") for i in range(3)]
+    (tmp_path / "src").mkdir()
     for r in runs:
         r.log("train", {"x": 1}, step=0)
         r.finish()
+    inner = tmp_path / "src" / "run.json"  # an artifact may hold a file named run.json
+    inner.write_text('{"not": "a run"}')
+    em.create_artifact("configs").add_file(inner)
+    inner.unlink()
     em.login(server.url, server.key)
     first = em.upload(tmp_path, folder="many", make_folder=True)
     second = em.upload(tmp_path, folder="many")
+    assert len(first) == 4
     assert sorted(x["id"] for x in first) == sorted(x["id"] for x in second)
     listed = server.get("/runs", folder="/alice/many").json()
     assert listed["total"] == 3
