@@ -49,13 +49,14 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _read_key() -> str | None:
+def _read_key(host: str | None) -> str | None:
     if os.environ.get("EM_API_KEY"):
         return None  # login() takes it from the environment
-    from ._userconfig import current
+    from ._userconfig import current, normalize_host
 
-    if current().api_key:
-        return None
+    ctx = current()
+    if ctx.api_key and (host is None or normalize_host(host) == ctx.host):
+        return None  # login() re-checks the saved key
     if sys.stdin.isatty():
         import getpass
 
@@ -67,7 +68,7 @@ def _read_key() -> str | None:
 def cmd_login(args: Any, out: IO[str]) -> int:
     from ._userconfig import login
 
-    key = args.api_key if args.api_key is not None else _read_key()
+    key = args.api_key if args.api_key is not None else _read_key(args.host)
     user = login(args.host, key, args.timeout)
     out.write(f"logged in as {user}\n")
     return 0

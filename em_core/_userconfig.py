@@ -135,7 +135,9 @@ def login(ais_host: str | None = None, api_key: str | None = None,
 
     ctx = current()
     host = normalize_host(ais_host) if ais_host is not None else ctx.host
-    key = api_key if api_key is not None else ctx.api_key
+    key = api_key
+    if key is None and (host == ctx.host or os.environ.get("EM_API_KEY")):
+        key = ctx.api_key  # a saved key goes only to the host it was saved for
     if key is not None and (not isinstance(key, str) or not key.strip()):
         raise TypeError(f"api_key must be a non-empty string, got {type(key).__name__}")
     if not key:

@@ -227,3 +227,37 @@ def test_refused_key_stops_auto_upload_once(fake_server: str, caplog: pytest.Log
     assert run.status == em.Status.COMPLETE
     for p in Path(run.local).iterdir():
         assert BAD.encode() not in p.read_bytes() and GOOD.encode() not in p.read_bytes()
+
+
+def test_saved_key_is_not_sent_to_another_host(fake_server: str) -> None:
+    em.login(fake_server, GOOD)
+    other = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    seen: list[str | None] = []
+
+    class Spy(_Handler):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("Authorization"))
+            super().do_GET()
+
+    other.RequestHandlerClass = Spy
+    t = threading.Thread(target=other.serve_forever, daemon=True)
+    t.start()
+    try:
+        with pytest.raises(LoginError, match="no API key"):
+            em.login(f"http://127.0.0.1:{other.server_address[1]}")
+        assert seen == []
+    finally:
+        other.shutdown()
+        other.server_close()
+
+
+def test_key_not_in_debug_logs(fake_server: str, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG):
+        em.login(fake_server, GOOD)
+        with pytest.raises(LoginError):
+            em.login(fake_server, BAD)
+        with pytest.raises(RemoteNotFoundError):
+            em.load_run("/alice/x/y")
+    assert caplog.records  # urllib3 did log the requests
+    for r in caplog.records:
+        assert GOOD not in r.getMessage() and BAD not in r.getMessage()
