@@ -108,16 +108,23 @@ def cmd_ls(args: Any, out: IO[str]) -> int:
         info = c.get_json("/folders", path=folder)
         for f in info.get("folders", []):
             out.write(f"{f['path']}/\n")
-        runs = c.get_json("/runs", folder=folder, page_size=500)
-        for r in runs.get("runs", []):
+        for r in _pages(c, "/runs", "runs", folder):
             out.write(f"{r['path']}\t{r.get('status', '')}\t{r.get('start_timestamp', '')}\n")
-        arts = c.get_json("/artifacts", folder=folder, page_size=500)
-        for a in arts.get("artifacts", []):
+        for a in _pages(c, "/artifacts", "artifacts", folder):
             out.write(f"{a['path']}\tartifact\n")
-        more = runs.get("total", 0) - len(runs.get("runs", []))
-        if more > 0:
-            out.write(f"... and {more} more runs\n")
     return 0
+
+
+def _pages(c: Any, endpoint: str, key: str, folder: str) -> Any:
+    page, seen = 1, 0
+    while True:
+        body = c.get_json(endpoint, folder=folder, page=page)
+        items = body.get(key, [])
+        yield from items
+        seen += len(items)
+        if not items or seen >= int(body.get("total", 0)):
+            return
+        page += 1
 
 
 def main(argv: list[str]) -> int:
