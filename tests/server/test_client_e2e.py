@@ -25,8 +25,9 @@ import em_core as em
 REPO = Path(__file__).resolve().parents[2]
 STANDIN = Path(__file__).with_name("_standin_server.py")
 # "standin": a stdlib stand-in of the API (tests/server/_standin_server.py), so that the
-# client is tested where the server's extra is not installed; "real": em_server itself
-KINDS = ["standin"]
+# client is tested where the server's extra is not installed; "real": em_server itself,
+# whenever the repository has it
+KINDS = ["standin"] + (["real"] if (REPO / "em_server").is_dir() else [])
 KEY_RE = re.compile(r"em_[A-Za-z0-9_-]{32,}")
 
 
