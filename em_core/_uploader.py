@@ -53,6 +53,7 @@ class Uploader(threading.Thread):
         self._run_id: str | None = None
         self._meta_sig: tuple[int, int] | None = None
         self._waiting_said = False
+        self._pid = os.getpid()  # a forked child inherits this object, not the thread
         self.failed: str | None = None
         client._stop = lambda: self._closing
         client._on_wait = self._say_waiting
@@ -201,8 +202,8 @@ def start(run: Any) -> Uploader | None:
 def wait_for(run: Any) -> None:
     """``Run._end``'s hook: let the uploader send the rest, then record where it went."""
     up: Uploader | None = getattr(run, "_uploader", None)
-    if up is None:
-        return
+    if up is None or up._pid != os.getpid():
+        return  # none, or a forked child's copy: the parent's thread uploads
     run._uploader = None
     up.finish()
     entry = getattr(run, "_remote_pending", None)

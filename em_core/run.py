@@ -93,6 +93,9 @@ class Run(Recorded):
             self._writer = MetricWriter(path / METRICS_FILE)
             self._fast = self._writer.fast
             _lifecycle.register(self)
+            if meta["upload"].get("auto_upload") and not meta["process"].get("rank"):
+                from ._uploader import start  # only rank 0 uploads
+                self._uploader = start(self)
 
     # ----------------------------------------------------------------- metadata
     def _save(self) -> None:
@@ -541,9 +544,6 @@ def create_run(config_path: str | os.PathLike[str] | None = None, name: str = "d
     })
     write_json_atomic(path / META_FILE, meta)
     run = Run(path, meta, writable=True)
-    if meta["upload"]["auto_upload"] and dist.rank == 0:  # only rank 0 uploads
-        from ._uploader import start
-        run._uploader = start(run)
     return run
 
 
