@@ -310,3 +310,38 @@ def test_large_artifact_goes_in_chunks_and_comes_back_whole(
     assert Path(back.local).parent == tmp_path / "elsewhere"
     assert Path(back.file_path("ckpt/weights.bin")).read_bytes() == src.read_bytes()
     assert back.objects["data.tar"]["uri"] == "s3://bucket/data.tar"
+
+
+def test_em_upload_shows_progress_on_a_terminal(server: Server, env: dict[str, str],
+                                               tmp_path: Path) -> None:
+    import pty
+
+    run = em.create_run(name="bar")
+    for i in range(5000):
+        run.log("train", {"loss": float(i)}, step=i)
+    run.finish()
+    em.login(server.url, server.key)
+    master, slave = pty.openpty()
+    p = subprocess.Popen([sys.executable, "-m", "em_core.cli", "upload", run.local,
+                          "--folder", "bars", "--make-folder"], env=env,
+                         stdout=subprocess.PIPE, stderr=slave, text=True)
+    os.close(slave)
+    out, _ = p.communicate(timeout=60)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # EIO: the other side is closed
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(master)
+    assert p.returncode == 0
+    assert out.strip() == "/alice/bars/bar"
+    assert b"run bar" in shown and b"100%" in shown
+    # and nothing of the kind when stderr is not a terminal
+    again = subprocess.run([sys.executable, "-m", "em_core.cli", "upload", run.local,
+                            "--folder", "bars"], env=env, capture_output=True, text=True,
+                           timeout=60)
+    assert again.returncode == 0 and again.stderr == ""
