@@ -109,7 +109,8 @@ def cmd_ls(args: Any, out: IO[str]) -> int:
         for f in info.get("folders", []):
             out.write(f"{f['path']}/\n")
         for r in _pages(c, "/runs", "runs", folder):
-            out.write(f"{r['path']}\t{r.get('status', '')}\t{r.get('start_timestamp', '')}\n")
+            started = r.get("start_timestamp") or ""
+            out.write(f"{r['path']}\t{r.get('status') or ''}\t{started}\n")
         for a in _pages(c, "/artifacts", "artifacts", folder):
             out.write(f"{a['path']}\tartifact\n")
     return 0

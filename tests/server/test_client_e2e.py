@@ -28,6 +28,14 @@ STANDIN = Path(__file__).with_name("_standin_server.py")
 # client is tested where the server's extra is not installed; "real": em_server itself,
 # whenever the repository has it
 KINDS = ["standin"] + (["real"] if (REPO / "em_server").is_dir() else [])
+# The server branch adds its artifact endpoints after its run endpoints: until then the
+# tests that need them are expected to fail on the real server (strict: they must be
+# turned back on as soon as the endpoints exist)
+_HAS_ARTIFACTS = any('"/artifacts' in f.read_text() for f in (REPO / "em_server").glob("*.py"))
+WITH_ARTIFACTS = [k if k != "real" or _HAS_ARTIFACTS else pytest.param(
+    k, marks=pytest.mark.xfail(reason="em_server has no /artifacts endpoints yet", strict=True))
+    for k in KINDS]
+with_artifacts = pytest.mark.parametrize("server", WITH_ARTIFACTS, indirect=True)
 KEY_RE = re.compile(r"em_[A-Za-z0-9_-]{32,}")
 
 
@@ -53,11 +61,11 @@ class Server:
             self.cmd = [sys.executable, str(STANDIN), str(data), str(self.port), self.key,
                         self.user]
             return
-        self.cmd = [sys.executable, "-m", "em_core.cli", "server", "start", "--data", str(data),
+        self.cmd = [sys.executable, "-m", "em_server.cli", "--data", str(data), "start",
                     "--port", str(self.port)]
-        out = subprocess.run([sys.executable, "-m", "em_core.cli", "server", "user", "add",
-                              self.user, "--data", str(data)], env=env, capture_output=True,
-                             text=True, timeout=120)
+        out = subprocess.run([sys.executable, "-m", "em_server.cli", "--data", str(data), "user",
+                              "add", self.user], env=env, capture_output=True, text=True,
+                             timeout=120)
         assert out.returncode == 0, out.stderr
         found = KEY_RE.findall(out.stdout)
         assert found, "em server user add printed no key"
@@ -138,6 +146,7 @@ print(run.local)
 """
 
 
+@with_artifacts
 def test_seed_flow_end_to_end(server: Server, env: dict[str, str], tmp_path: Path) -> None:
     work = tmp_path / "train"
     work.mkdir()
@@ -222,6 +231,7 @@ def test_auto_upload_exactly_once_across_server_kills(server: Server, env: dict[
     _no_key_under(local, server.key)
 
 
+@with_artifacts
 def test_server_down_never_stops_training_then_em_upload(server: Server, env: dict[str, str],
                                                          tmp_path: Path) -> None:
     em.login(server.url, server.key)
@@ -269,6 +279,7 @@ def test_server_down_never_stops_training_then_em_upload(server: Server, env: di
     assert json.loads((got / "run.json").read_text())["status"] == "Complete"
 
 
+@with_artifacts
 def test_upload_a_whole_em_dir_twice_creates_nothing_new(server: Server, env: dict[str, str],
                                                          tmp_path: Path) -> None:
     runs = [em.create_run(name=f"r{i}") for i in range(3)]
@@ -289,6 +300,7 @@ def test_upload_a_whole_em_dir_twice_creates_nothing_new(server: Server, env: di
     assert listed["total"] == 3
 
 
+@with_artifacts
 def test_large_artifact_goes_in_chunks_and_comes_back_whole(
         server: Server, env: dict[str, str], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -345,3 +357,32 @@ def test_em_upload_shows_progress_on_a_terminal(server: Server, env: dict[str, s
                             "--folder", "bars"], env=env, capture_output=True, text=True,
                            timeout=60)
     assert again.returncode == 0 and again.stderr == ""
+
+
+def test_run_round_trip(server: Server, tmp_path: Path) -> None:
+    run = em.create_run(name="mnist", hparams={"lr": 0.1, "layers": [64, 32]},
+                        labels=["baseline"])
+    for i in range(300):
+        run.log("train", {"loss": 1.0 / (i + 1), "n": i}, step=i, epoch=i // 100)
+    run.log("val", {"loss": float("nan"), "acc": float("inf")}, step=299)
+    run.hparams["lr"] = 0.05  # a change after the start travels too
+    run.finish()
+    em.login(server.url, server.key)
+    first = run.upload(folder="em-examples", make_folder=True)
+    assert first["path"] == "/alice/em-examples/mnist" and run.remote == [first]
+    assert run.upload(folder="em-examples") == first  # again: the same run, nothing added
+    assert server.get(f"/runs/{first['id']}/metrics/length").json()["length"] == \
+        (Path(run.local) / "metrics.bin").stat().st_size
+    os.environ["EM_RUN_PARENT_DIR"] = str(tmp_path / "empty")
+    back = em.load_run("em-examples/mnist")  # relative: under the logged-in user
+    assert Path(back.local).parent == tmp_path / "empty"
+    assert back.hparams.as_dict() == {"lr": 0.05, "layers": [64, 32]}
+    assert back.labels == ["baseline"]
+    assert back.status == em.Status.COMPLETE
+    assert str(back.metrics) == str(run.metrics)  # NaN != NaN: compare the text
+    assert len(back.metrics["train"]) == 300
+    with pytest.raises(em.RemoteNotFoundError) as info:
+        em.load_run("/alice/em-examples/absent")
+    assert isinstance(info.value, RuntimeError)
+    _no_key_under(tmp_path / "runs", server.key)
+    _no_key_under(tmp_path / "empty", server.key)
