@@ -200,7 +200,8 @@ def start(run: Any) -> Uploader | None:
 
 
 def wait_for(run: Any) -> None:
-    """``Run._end``'s hook: let the uploader send the rest, then record where it went."""
+    """``Run.finish``'s hook (after the run ended on disk): let the uploader send the rest,
+    then record where it went."""
     up: Uploader | None = getattr(run, "_uploader", None)
     if up is None or up._pid != os.getpid():
         return  # none, or a forked child's copy: the parent's thread uploads
@@ -209,3 +210,4 @@ def wait_for(run: Any) -> None:
     entry = getattr(run, "_remote_pending", None)
     if entry is not None and entry not in (run._meta.get("remote") or []):
         run._meta["remote"] = [*(run._meta.get("remote") or []), entry]
+        run._save()

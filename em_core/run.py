@@ -308,6 +308,9 @@ class Run(Recorded):
             raise ValueError(f"status={status!r} is not a final status; expected 'Complete', "
                              "'Failed' or 'Killed'")
         self._end(st, error)
+        if self._uploader is not None:  # bounded wait; says what is left to sync
+            from ._uploader import wait_for
+            wait_for(self)
 
     def _end(self, status: Status, error: Any = None, *, from_signal: bool = False) -> None:
         if not self._ended:
@@ -322,9 +325,6 @@ class Run(Recorded):
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-            if self._uploader is not None:  # bounded wait; says what is left to sync
-                from ._uploader import wait_for
-                wait_for(self)
             write_json_atomic(self._path / META_FILE, self._meta, fsync=True)
         if self._liveness is not None:
             self._liveness.release()
@@ -371,6 +371,9 @@ class Run(Recorded):
             self._end(Status.KILLED, exc)
         else:
             self._end(Status.FAILED, exc)
+        if self._uploader is not None:
+            from ._uploader import wait_for
+            wait_for(self)
 
     # ----------------------------------------------------------------- dicts
     def to_dict(self) -> dict[str, Any]:

@@ -386,3 +386,19 @@ def test_run_round_trip(server: Server, tmp_path: Path) -> None:
     assert isinstance(info.value, RuntimeError)
     _no_key_under(tmp_path / "runs", server.key)
     _no_key_under(tmp_path / "empty", server.key)
+
+
+def test_auto_upload_in_a_with_block(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    em.login(server.url, server.key)
+    monkeypatch.setenv("EM_UPLOAD_INTERVAL", "0.05")
+    with em.create_run(name="block", auto_upload=True, folder="w", make_folder=True) as run:
+        for i in range(1000):
+            run.log("train", {"loss": float(i)}, step=i)
+        run.hparams["late"] = True
+    assert run.remote and run.remote[-1]["path"] == "/alice/w/block"
+    saved = json.loads((Path(run.local) / "run.json").read_text())
+    assert saved["remote"] == run.remote  # recorded in run.json by the run itself
+    info = server.get("/runs/by-path", path="/alice/w/block").json()
+    assert info["status"] == "Complete" and info["meta"]["hparams"]["late"] is True
+    served = server.get(f"/runs/{info['id']}/metrics.bin").content
+    assert served == (Path(run.local) / "metrics.bin").read_bytes()
