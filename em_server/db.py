@@ -98,6 +98,31 @@ chunks = Table(
     Column("vals", LargeBinary, nullable=False),
 )
 
+artifacts = Table(
+    "artifacts", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("folder", String(2000), nullable=False, index=True),
+    Column("name", String(200), nullable=False),
+    Column("alternative_name", String(400), nullable=False),
+    Column("labels", Text, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("meta", Text, nullable=False),
+)
+uploads = Table(
+    "uploads", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("offset", BigInteger, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+
+def data_dir(data: str | os.PathLike[str] | None = None) -> Path:
+    """The data directory (artifact bytes, the default SQLite database)."""
+    return Path(data or os.environ.get("EM_SERVER_DATA") or "em-server-data").resolve()
+
 
 def db_url(data: str | os.PathLike[str] | None, db: str | None) -> str:
     """The database URL: ``db`` when given, else SQLite at ``<data>/em.sqlite3``."""
@@ -105,7 +130,7 @@ def db_url(data: str | os.PathLike[str] | None, db: str | None) -> str:
         if db.startswith("postgresql://"):
             return "postgresql+psycopg://" + db[len("postgresql://"):]
         return db
-    root = Path(data or os.environ.get("EM_SERVER_DATA") or "em-server-data")
+    root = data_dir(data)
     root.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{root / 'em.sqlite3'}"
 
