@@ -85,6 +85,20 @@ def create_app() -> FastAPI:
     def whoami(user: User = Depends(authenticate)) -> dict[str, Any]:
         return {"user": user.name, "key_id": user.key_id}
 
+    def openapi() -> dict[str, Any]:
+        # our 4xx bodies are {"detail": "<message>"}, also for validation errors
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            comps = schema.setdefault("components", {}).setdefault("schemas", {})
+            comps["HTTPValidationError"] = {
+                "type": "object", "required": ["detail"], "title": "HTTPValidationError",
+                "properties": {"detail": {"type": "string", "title": "Detail"}}}
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.include_router(folders.router, prefix="/api/v1")
     app.include_router(runs.router, prefix="/api/v1")
     app.include_router(metrics.router, prefix="/api/v1")
