@@ -89,38 +89,43 @@ def create_artifact(body: ArtifactCreate, request: Request, response: Response,
     store = request.app.state.store
     missing = sorted({o["sha256"] for o in objs.values()
                       if o["kind"] == "file" and not store.has(o["sha256"])})
-    with request.app.state.engine.begin() as conn:
-        require(conn, user, folder, write=True)
-        if not exists(conn, folder):
-            if not body.make_folder:
-                raise HTTPException(404, f"folder {folder!r} not found")
-            make(conn, user, folder, True, True)
-        same = _by(conn, folder, alternative_name=alt)
-        if same is not None:
-            response.status_code = 200
-            return _answer("existing", same)
-        if missing:
-            return JSONResponse({"detail": f"{len(missing)} file object(s) not uploaded yet",
-                                 "missing": missing}, status_code=409)
-        other = _by(conn, folder, name=name)
-        if other is not None:
-            if body.conflict_strategy == "skip":
+
+    def attempt() -> Any:
+        target = name  # a retry starts again from the requested name
+        with request.app.state.engine.begin() as conn:
+            require(conn, user, folder, write=True)
+            if not exists(conn, folder):
+                if not body.make_folder:
+                    raise HTTPException(404, f"folder {folder!r} not found")
+                make(conn, user, folder, True, True)
+            same = _by(conn, folder, alternative_name=alt)
+            if same is not None:
                 response.status_code = 200
-                return _answer("skipped", other)
-            if body.conflict_strategy == "error":
-                raise HTTPException(409, f"artifact {name!r} already exists in {folder}")
-            if body.conflict_strategy == "replace":
-                conn.execute(delete(db.artifacts).where(db.artifacts.c.id == other.id))
-            else:
-                name = alt
-                if _by(conn, folder, name=name) is not None:
-                    raise HTTPException(409, f"artifact {name!r} already exists in {folder}")
-        art_id = str(uuid.uuid4())
-        conn.execute(insert(db.artifacts).values(
-            id=art_id, folder=folder, name=name, alternative_name=alt,
-            labels=json.dumps(labels), description=desc, meta=json.dumps(meta)))
-        return _answer("created", conn.execute(select(db.artifacts).where(
-            db.artifacts.c.id == art_id)).one())
+                return _answer("existing", same)
+            if missing:
+                return JSONResponse({"detail": f"{len(missing)} file object(s) not uploaded yet",
+                                     "missing": missing}, status_code=409)
+            other = _by(conn, folder, name=target)
+            if other is not None:
+                if body.conflict_strategy == "skip":
+                    response.status_code = 200
+                    return _answer("skipped", other)
+                if body.conflict_strategy == "error":
+                    raise HTTPException(409, f"artifact {target!r} already exists in {folder}")
+                if body.conflict_strategy == "replace":
+                    conn.execute(delete(db.artifacts).where(db.artifacts.c.id == other.id))
+                else:
+                    target = alt
+                    if _by(conn, folder, name=target) is not None:
+                        raise HTTPException(409, f"artifact {target!r} already exists in {folder}")
+            art_id = str(uuid.uuid4())
+            conn.execute(insert(db.artifacts).values(
+                id=art_id, folder=folder, name=target, alternative_name=alt,
+                labels=json.dumps(labels), description=desc, meta=json.dumps(meta)))
+            return _answer("created", conn.execute(select(db.artifacts).where(
+                db.artifacts.c.id == art_id)).one())
+
+    return db.retrying(attempt)
 
 
 @router.get("/artifacts")

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     BigInteger,
@@ -17,6 +18,7 @@ from sqlalchemy import (
     Column,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -27,8 +29,10 @@ from sqlalchemy import (
     event,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 metadata = MetaData()
+T = TypeVar("T")
 
 users = Table(
     "users", metadata,
@@ -117,6 +121,25 @@ uploads = Table(
     Column("offset", BigInteger, nullable=False),
     Column("created_at", Float, nullable=False),
 )
+
+
+Index("runs_folder_name", runs.c.folder, runs.c.name, unique=True)
+Index("runs_folder_alt", runs.c.folder, runs.c.alternative_name, unique=True)
+Index("artifacts_folder_name", artifacts.c.folder, artifacts.c.name, unique=True)
+Index("artifacts_folder_alt", artifacts.c.folder, artifacts.c.alternative_name, unique=True)
+
+
+def retrying(fn: Callable[[], T], tries: int = 8) -> T:
+    """Run a transaction function again when it lost a race with another writer (a unique
+    name taken meanwhile, SQLite's snapshot moved on): the next try sees the winner's row."""
+    for i in range(tries):
+        try:
+            return fn()
+        except (IntegrityError, OperationalError):
+            if i == tries - 1:
+                raise
+            time.sleep(0.01 * (i + 1))
+    raise AssertionError("unreachable")
 
 
 def data_dir(data: str | os.PathLike[str] | None = None) -> Path:

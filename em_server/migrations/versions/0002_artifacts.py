@@ -1,4 +1,5 @@
-"""Artifacts and resumable uploads.
+"""Artifacts, resumable uploads, and unique names in a folder (so that two server processes
+uploading the same run at once cannot both create it).
 
 Revision ID: 0002
 Revises: 0001
@@ -13,6 +14,8 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.create_index("runs_folder_name", "runs", ["folder", "name"], unique=True)
+    op.create_index("runs_folder_alt", "runs", ["folder", "alternative_name"], unique=True)
     op.create_table(
         "artifacts",
         sa.Column("id", sa.String(36), primary_key=True),
@@ -30,3 +33,6 @@ def upgrade() -> None:
         sa.Column("size", sa.BigInteger, nullable=False),
         sa.Column("offset", sa.BigInteger, nullable=False),
         sa.Column("created_at", sa.Float, nullable=False))
+    op.create_index("artifacts_folder_name", "artifacts", ["folder", "name"], unique=True)
+    op.create_index("artifacts_folder_alt", "artifacts", ["folder", "alternative_name"],
+                    unique=True)
