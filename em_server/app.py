@@ -50,7 +50,8 @@ class BodyLimit:
 
 def create_app() -> FastAPI:
     """The app, on the database named by the environment (upgraded to the newest schema)."""
-    from . import folders, metrics, runs
+    from . import artifacts, blobs, folders, metrics, runs
+    from .storage import LocalStore
 
     url = db.db_url(os.environ.get("EM_SERVER_DATA"), os.environ.get("EM_SERVER_DB"))
     engine = db.make_engine(url)
@@ -58,6 +59,7 @@ def create_app() -> FastAPI:
     app = FastAPI(title="em server", version=__version__, openapi_url="/api/v1/openapi.json",
                   docs_url="/api/v1/docs", redoc_url=None)
     app.state.engine = engine
+    app.state.store = LocalStore(db.data_dir())
     app.add_middleware(BodyLimit)
 
     @app.exception_handler(HTTPException)
@@ -83,7 +85,23 @@ def create_app() -> FastAPI:
     def whoami(user: User = Depends(authenticate)) -> dict[str, Any]:
         return {"user": user.name, "key_id": user.key_id}
 
+    def openapi() -> dict[str, Any]:
+        # our 4xx bodies are {"detail": "<message>"}, also for validation errors
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            comps = schema.setdefault("components", {}).setdefault("schemas", {})
+            comps["HTTPValidationError"] = {
+                "type": "object", "required": ["detail"], "title": "HTTPValidationError",
+                "properties": {"detail": {"type": "string", "title": "Detail"}}}
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.include_router(folders.router, prefix="/api/v1")
     app.include_router(runs.router, prefix="/api/v1")
     app.include_router(metrics.router, prefix="/api/v1")
+    app.include_router(blobs.router, prefix="/api/v1")
+    app.include_router(artifacts.router, prefix="/api/v1")
     return app

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     BigInteger,
@@ -17,6 +18,7 @@ from sqlalchemy import (
     Column,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -27,8 +29,10 @@ from sqlalchemy import (
     event,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 metadata = MetaData()
+T = TypeVar("T")
 
 users = Table(
     "users", metadata,
@@ -98,6 +102,50 @@ chunks = Table(
     Column("vals", LargeBinary, nullable=False),
 )
 
+artifacts = Table(
+    "artifacts", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("folder", String(2000), nullable=False, index=True),
+    Column("name", String(200), nullable=False),
+    Column("alternative_name", String(400), nullable=False),
+    Column("labels", Text, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("meta", Text, nullable=False),
+)
+uploads = Table(
+    "uploads", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("offset", BigInteger, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+
+Index("runs_folder_name", runs.c.folder, runs.c.name, unique=True)
+Index("runs_folder_alt", runs.c.folder, runs.c.alternative_name, unique=True)
+Index("artifacts_folder_name", artifacts.c.folder, artifacts.c.name, unique=True)
+Index("artifacts_folder_alt", artifacts.c.folder, artifacts.c.alternative_name, unique=True)
+
+
+def retrying(fn: Callable[[], T], tries: int = 8) -> T:
+    """Run a transaction function again when it lost a race with another writer (a unique
+    name taken meanwhile, SQLite's snapshot moved on): the next try sees the winner's row."""
+    for i in range(tries):
+        try:
+            return fn()
+        except (IntegrityError, OperationalError):
+            if i == tries - 1:
+                raise
+            time.sleep(0.01 * (i + 1))
+    raise AssertionError("unreachable")
+
+
+def data_dir(data: str | os.PathLike[str] | None = None) -> Path:
+    """The data directory (artifact bytes, the default SQLite database)."""
+    return Path(data or os.environ.get("EM_SERVER_DATA") or "em-server-data").resolve()
+
 
 def db_url(data: str | os.PathLike[str] | None, db: str | None) -> str:
     """The database URL: ``db`` when given, else SQLite at ``<data>/em.sqlite3``."""
@@ -105,7 +153,7 @@ def db_url(data: str | os.PathLike[str] | None, db: str | None) -> str:
         if db.startswith("postgresql://"):
             return "postgresql+psycopg://" + db[len("postgresql://"):]
         return db
-    root = Path(data or os.environ.get("EM_SERVER_DATA") or "em-server-data")
+    root = data_dir(data)
     root.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{root / 'em.sqlite3'}"
 

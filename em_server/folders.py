@@ -79,9 +79,11 @@ def list_folder(path: str, request: Request, user: User = Depends(authenticate))
             .order_by(db.folders.c.path)).scalars().all()
         nruns = conn.execute(select(func.count()).select_from(db.runs)
                              .where(db.runs.c.folder == path)).scalar_one()
+        narts = conn.execute(select(func.count()).select_from(db.artifacts)
+                             .where(db.artifacts.c.folder == path)).scalar_one()
     direct = [p for p in kids if "/" not in p[len(path) + 1:]]
     return {"path": path, "folders": [{"path": p, "name": p.rsplit("/", 1)[1]} for p in direct],
-            "runs": nruns, "artifacts": 0}
+            "runs": nruns, "artifacts": narts}
 
 
 @router.post("/folders/move")
@@ -103,7 +105,8 @@ def move_folder(body: FolderMove, request: Request,
         if exists(conn, dst):
             raise HTTPException(409, f"folder {dst!r} already exists")
         n = len(src)
-        for table, col in ((db.folders, db.folders.c.path), (db.runs, db.runs.c.folder)):
+        for table, col in ((db.folders, db.folders.c.path), (db.runs, db.runs.c.folder),
+                           (db.artifacts, db.artifacts.c.folder)):
             rows = conn.execute(select(col).where(_under(col, src)).distinct()).scalars().all()
             for old in rows:
                 values: dict[str, Any] = {col.name: dst + old[n:]}
@@ -125,13 +128,16 @@ def delete_folder(path: str, request: Request, recursive: bool = False,
             raise HTTPException(404, f"folder {path!r} not found")
         inside = conn.execute(select(db.runs.c.id).where(_under(db.runs.c.folder, path))) \
             .scalars().all()
+        arts = conn.execute(select(db.artifacts.c.id).where(
+            _under(db.artifacts.c.folder, path))).scalars().all()
         subs = conn.execute(select(func.count()).select_from(db.folders).where(
             db.folders.c.path.startswith(path + "/", autoescape=True))).scalar_one()
-        if (inside or subs) and not recursive:
+        if (inside or arts or subs) and not recursive:
             raise HTTPException(409, f"folder {path!r} is not empty")
         from .runs import delete_runs
 
         delete_runs(conn, list(inside))
+        conn.execute(delete(db.artifacts).where(_under(db.artifacts.c.folder, path)))
         conn.execute(delete(db.folders).where(_under(db.folders.c.path, path)))
         conn.execute(delete(db.grants).where(_under(db.grants.c.folder, path)))
     return Response(status_code=204)

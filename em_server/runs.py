@@ -133,37 +133,42 @@ def create_run(body: RunCreate, request: Request, response: Response,
     name = check_name(meta.get("name"), "meta.name")
     alt = check_name(meta.get("alternative_name"), "meta.alternative_name")
     fields = _meta_fields(meta)
-    with request.app.state.engine.begin() as conn:
-        require(conn, user, folder, write=True)
-        if not exists(conn, folder):
-            if not body.make_folder:
-                raise HTTPException(404, f"folder {folder!r} not found")
-            make(conn, user, folder, True, True)
-        same = conn.execute(select(db.runs).where(and_(
-            db.runs.c.folder == folder, db.runs.c.alternative_name == alt))).first()
-        if same is not None:
-            response.status_code = 200
-            return _answer("existing", same)
-        other = _by_name(conn, folder, name)
-        if other is not None:
-            strategy = body.conflict_strategy
-            if strategy == "skip":
+
+    def attempt() -> Any:
+        target = name  # a retry starts again from the requested name
+        with request.app.state.engine.begin() as conn:
+            require(conn, user, folder, write=True)
+            if not exists(conn, folder):
+                if not body.make_folder:
+                    raise HTTPException(404, f"folder {folder!r} not found")
+                make(conn, user, folder, True, True)
+            same = conn.execute(select(db.runs).where(and_(
+                db.runs.c.folder == folder, db.runs.c.alternative_name == alt))).first()
+            if same is not None:
                 response.status_code = 200
-                return _answer("skipped", other)
-            if strategy == "error":
-                raise HTTPException(409, f"run {name!r} already exists in {folder}")
-            if strategy == "replace":
-                delete_runs(conn, [other.id])
-            else:
-                name = alt
-                if _by_name(conn, folder, name) is not None:
-                    raise HTTPException(409, f"run {name!r} already exists in {folder}")
-        run_id = str(uuid.uuid4())
-        conn.execute(insert(db.runs).values(id=run_id, folder=folder, name=name,
-                                            alternative_name=alt, metrics_length=0,
-                                            schemas="{}", last="{}", **fields))
-        row = conn.execute(select(db.runs).where(db.runs.c.id == run_id)).one()
-    return _answer("created", row)
+                return _answer("existing", same)
+            other = _by_name(conn, folder, target)
+            if other is not None:
+                strategy = body.conflict_strategy
+                if strategy == "skip":
+                    response.status_code = 200
+                    return _answer("skipped", other)
+                if strategy == "error":
+                    raise HTTPException(409, f"run {target!r} already exists in {folder}")
+                if strategy == "replace":
+                    delete_runs(conn, [other.id])
+                else:
+                    target = alt
+                    if _by_name(conn, folder, target) is not None:
+                        raise HTTPException(409, f"run {target!r} already exists in {folder}")
+            run_id = str(uuid.uuid4())
+            conn.execute(insert(db.runs).values(id=run_id, folder=folder, name=target,
+                                                alternative_name=alt, metrics_length=0,
+                                                schemas="{}", last="{}", **fields))
+            row = conn.execute(select(db.runs).where(db.runs.c.id == run_id)).one()
+        return _answer("created", row)
+
+    return db.retrying(attempt)
 
 
 @router.get("/runs")

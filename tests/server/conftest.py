@@ -64,11 +64,18 @@ def _fresh_pg_db(base: str) -> str:
     return base.rsplit("/", 1)[0] + "/" + name
 
 
-def start_server(tmp: Path, db_kind: str, workers: int = 1) -> Server:
-    data = tmp / "server-data"
-    args = ["--data", str(data)]
+def server_args(tmp: Path, db_kind: str) -> list[str]:
+    """``--data`` (and ``--db`` on PostgreSQL: a fresh database) for a new server."""
+    args = ["--data", str(tmp / "server-data")]
     if db_kind == "postgresql":
         args += ["--db", _fresh_pg_db(os.environ["EM_TEST_PG_URL"])]
+    return args
+
+
+def start_server(tmp: Path, db_kind: str, workers: int = 1,
+                 args: list[str] | None = None) -> Server:
+    """Start ``em server start`` as a process and wait until it answers its health check."""
+    args = args or server_args(tmp, db_kind)
     port = free_port()
     log = tmp / f"server-{port}.log"
     with open(log, "wb") as fh:
@@ -94,16 +101,24 @@ def _kinds() -> list[str]:
     return ["sqlite", "postgresql"] if os.environ.get("EM_TEST_PG_URL") else ["sqlite"]
 
 
-@pytest.fixture(scope="module", params=_kinds())
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-           ) -> Iterator[Server]:
-    srv = start_server(tmp_path_factory.mktemp("srv"), request.param)
-    yield srv
+def stop(srv: Server) -> None:
     srv.proc.terminate()
     try:
         srv.proc.wait(10)
     except subprocess.TimeoutExpired:
         srv.proc.kill()
+
+
+@pytest.fixture(scope="module", params=_kinds())
+def db_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def server(db_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = start_server(tmp_path_factory.mktemp("srv"), db_kind)
+    yield srv
+    stop(srv)
 
 
 @pytest.fixture(scope="module")
