@@ -28,14 +28,6 @@ STANDIN = Path(__file__).with_name("_standin_server.py")
 # client is tested where the server's extra is not installed; "real": em_server itself,
 # whenever the repository has it
 KINDS = ["standin"] + (["real"] if (REPO / "em_server").is_dir() else [])
-# The server branch adds its artifact endpoints after its run endpoints: until then the
-# tests that need them are expected to fail on the real server (strict: they must be
-# turned back on as soon as the endpoints exist)
-_HAS_ARTIFACTS = any('"/artifacts' in f.read_text() for f in (REPO / "em_server").glob("*.py"))
-WITH_ARTIFACTS = [k if k != "real" or _HAS_ARTIFACTS else pytest.param(
-    k, marks=pytest.mark.xfail(reason="em_server has no /artifacts endpoints yet", strict=True))
-    for k in KINDS]
-with_artifacts = pytest.mark.parametrize("server", WITH_ARTIFACTS, indirect=True)
 KEY_RE = re.compile(r"em_[A-Za-z0-9_-]{32,}")
 
 
@@ -146,7 +138,6 @@ print(run.local)
 """
 
 
-@with_artifacts
 def test_seed_flow_end_to_end(server: Server, env: dict[str, str], tmp_path: Path) -> None:
     work = tmp_path / "train"
     work.mkdir()
@@ -231,7 +222,6 @@ def test_auto_upload_exactly_once_across_server_kills(server: Server, env: dict[
     _no_key_under(local, server.key)
 
 
-@with_artifacts
 def test_server_down_never_stops_training_then_em_upload(server: Server, env: dict[str, str],
                                                          tmp_path: Path) -> None:
     em.login(server.url, server.key)
@@ -279,7 +269,6 @@ def test_server_down_never_stops_training_then_em_upload(server: Server, env: di
     assert json.loads((got / "run.json").read_text())["status"] == "Complete"
 
 
-@with_artifacts
 def test_upload_a_whole_em_dir_twice_creates_nothing_new(server: Server, env: dict[str, str],
                                                          tmp_path: Path) -> None:
     runs = [em.create_run(name=f"r{i}") for i in range(3)]
@@ -300,7 +289,6 @@ def test_upload_a_whole_em_dir_twice_creates_nothing_new(server: Server, env: di
     assert listed["total"] == 3
 
 
-@with_artifacts
 def test_large_artifact_goes_in_chunks_and_comes_back_whole(
         server: Server, env: dict[str, str], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
