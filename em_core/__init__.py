@@ -17,13 +17,18 @@ if TYPE_CHECKING:
     from typing import Any
 
     from ._lifecycle import Status
+    from ._upload import upload
+    from ._userconfig import login, logout
     from .artifact import Artifact, create_artifact, load_artifact
     from .dist import DistInfo, dist_info
     from .errors import (
         CorruptRunError,
         EmError,
         EmWarning,
+        LoginError,
         NotARunError,
+        RemoteError,
+        RemoteNotFoundError,
         RunFinishedError,
         handle_problem,
     )
@@ -38,6 +43,8 @@ _HOMES = {
     "DistInfo": ".dist", "dist_info": ".dist",
     "CorruptRunError": ".errors", "EmError": ".errors", "EmWarning": ".errors",
     "NotARunError": ".errors", "RunFinishedError": ".errors", "handle_problem": ".errors",
+    "LoginError": ".errors", "RemoteError": ".errors", "RemoteNotFoundError": ".errors",
+    "login": "._userconfig", "logout": "._userconfig", "upload": "._upload",
     "Hyperparameters": ".hparams",
     "NoOpRun": ".run", "Run": ".run", "create_run": ".run", "load_run": ".run",
 }
@@ -51,8 +58,11 @@ __all__ = [
     "EmError",
     "EmWarning",
     "Hyperparameters",
+    "LoginError",
     "NoOpRun",
     "NotARunError",
+    "RemoteError",
+    "RemoteNotFoundError",
     "Run",
     "RunFinishedError",
     "Status",
@@ -62,6 +72,9 @@ __all__ = [
     "handle_problem",
     "load_artifact",
     "load_run",
+    "login",
+    "logout",
+    "upload",
 ]
 
 

@@ -50,6 +50,25 @@ class Recorded:
         """Where it was uploaded (empty until uploaded)."""
         return list(self._meta.get("remote") or [])
 
+    def upload(self, folder: str = "default", make_folder: bool = False,
+               conflict_strategy: str = "new") -> dict[str, Any]:
+        """Upload to the em server you are logged in to (see :func:`em_core.login`); a
+        run also uploads the artifacts marked as its inputs and outputs.
+
+        Args:
+            folder: the server folder; without a leading '/', under the logged-in user.
+            make_folder: create the folder (and its parents) when missing.
+            conflict_strategy: when another run/artifact of this name is in the folder:
+                'skip', 'error', 'new' (upload under the alternative name), 'replace'.
+
+        Returns:
+            ``{"host", "path", "id", "user"}``, also added to :attr:`remote`. Repeating
+            the call uploads only what is new.
+        """
+        from ._upload import upload
+
+        return upload(self, folder, make_folder, conflict_strategy)[-1]
+
     def _add_association(self, key: str, other: Recorded) -> None:
         bucket = self._meta["associations"].setdefault(key, [])
         entry = describe_target(other)

@@ -234,6 +234,10 @@ def create_artifact(name: str, labels: list[str] | None = None,
 def load_artifact(path: str | os.PathLike[str]) -> Artifact:
     """Open an artifact directory made by :func:`create_artifact`."""
     p = _validate.path(path, "path")
+    if not p.is_dir():
+        from ._remote import is_remote_candidate, load_artifact_remote
+        if is_remote_candidate(path):  # a server path: '/user/folder/name' or 'folder/name'
+            return load_artifact_remote(str(path))  # type: ignore[no-any-return]
     if not (p / META_FILE).is_file():
         raise NotARunError(f"{str(p)!r} is not an em artifact directory (no {META_FILE})")
     meta = read_json(p / META_FILE)

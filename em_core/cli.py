@@ -3,6 +3,7 @@
     em ls [DIR]                       runs under DIR (default $EM_RUN_PARENT_DIR or .em/runs)
     em show RUN                       one run: hyperparameters, platform, git, metrics, data flow
     em export RUN --format csv|jsonl  its metrics, one row per logged value set
+    em login|logout|upload|download, em ls --remote [FOLDER]   (see _remote_commands)
 
 RUN is a run directory, or a run's directory name or name under DIR (the newest wins).
 Integrations add subcommands (``em caffe``, ``em mxnet``) through the ``em.commands``
@@ -16,7 +17,8 @@ from collections.abc import Callable, Sequence
 
 __all__ = ["main"]
 
-BUILTIN = frozenset({"ls", "show", "export"})
+_REMOTE = frozenset({"login", "logout", "upload", "download"})  # see _remote_commands
+BUILTIN = frozenset({"ls", "show", "export"}) | _REMOTE
 # em's own log commands (the same as their entry points), found without importlib.metadata,
 # which takes ~50 ms to import: `em caffe` passes the log through that much sooner
 _OWN = {"caffe": "integrations._commands", "mxnet": "integrations._commands"}
@@ -48,6 +50,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # nothing else of em is loaded yet: `em caffe` starts its pass-through first
         fn = plugins[argv[0]].load()  # type: ignore[attr-defined]
         return int(fn(argv[1:]) or 0)
+    if argv and (argv[0] in _REMOTE or (argv[0] == "ls" and "--remote" in argv)):
+        from ._remote_commands import main as remote_main
+
+        return remote_main(argv)
     from ._commands import run_builtin
 
     return run_builtin(argv, sorted(plugins))

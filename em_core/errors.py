@@ -16,7 +16,10 @@ __all__ = [
     "CorruptRunError",
     "EmError",
     "EmWarning",
+    "LoginError",
     "NotARunError",
+    "RemoteError",
+    "RemoteNotFoundError",
     "RunFinishedError",
     "handle_problem",
     "strict_mode",
@@ -37,6 +40,26 @@ class NotARunError(EmError, FileNotFoundError):
 
 class CorruptRunError(EmError, ValueError):
     """A metadata file exists but cannot be read. It is reported, never replaced."""
+
+
+class RemoteError(EmError, RuntimeError):
+    """The em server refused a request, or could not be reached. ``status`` is the HTTP
+    status (None when no answer came); the message never contains an API key."""
+
+    def __init__(self, message: str, status: int | None = None,
+                 body: dict[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body or {}
+
+
+class RemoteNotFoundError(RemoteError):
+    """A server path (run, artifact, folder) does not exist, or is not visible to this user."""
+
+
+class LoginError(RemoteError):
+    """Logging in failed: a bad or revoked API key, a wrong address, a timeout, or no login
+    at all where one is needed."""
 
 
 class EmWarning(UserWarning):

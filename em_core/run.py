@@ -76,6 +76,8 @@ class Run(Recorded):
     ``remote`` and ``local`` (the directory).
     """
 
+    _uploader: Any = None  # em_core._uploader.Uploader while auto-uploading
+
     def __init__(self, path: Path, meta: dict[str, Any], *, writable: bool) -> None:
         self._path = path
         self._meta = meta
@@ -98,6 +100,9 @@ class Run(Recorded):
                 raise
             self._fast = self._writer.fast
             _lifecycle.register(self)
+            if meta["upload"].get("auto_upload") and not meta["process"].get("rank"):
+                from ._uploader import start  # only rank 0 uploads
+                self._uploader = start(self)
 
     # ----------------------------------------------------------------- metadata
     def _save(self) -> None:
@@ -267,6 +272,9 @@ class Run(Recorded):
             raise ValueError(f"status={status!r} is not a final status; expected 'Complete', "
                              "'Failed' or 'Killed'")
         self._end(st, error)
+        if self._uploader is not None:  # bounded wait; says what is left to sync
+            from ._uploader import wait_for
+            wait_for(self)
 
     def _end(self, status: Status, error: Any = None, *, from_signal: bool = False) -> None:
         # A SIGINT/SIGTERM arriving meanwhile waits until the final status is on disk.
@@ -328,6 +336,9 @@ class Run(Recorded):
     def __exit__(self, etype: Any, exc: BaseException | None, tb: Any) -> None:
         # KeyboardInterrupt -> Killed; SystemExit follows its code (0/None -> Complete).
         self._end(*(_lifecycle.ending_for(exc) if exc is not None else (Status.COMPLETE,)))
+        if self._uploader is not None:
+            from ._uploader import wait_for
+            wait_for(self)
 
     # ----------------------------------------------------------------- dicts
     def to_dict(self) -> dict[str, Any]:
@@ -397,6 +408,9 @@ class NoOpRun:
 
     def mark_output(self, obj: Any) -> None:
         pass
+
+    def upload(self, *args: Any, **kwargs: Any) -> None:
+        """Does nothing (only rank 0 uploads)."""
 
     def _add_association(self, key: str, other: Any) -> None:
         pass
@@ -531,6 +545,9 @@ def load_run(path: str | os.PathLike[str], auto_upload: bool = False,
     """
     p = _validate.path(path, "path")
     if not p.is_dir():
+        from ._remote import is_remote_candidate, load_run_remote
+        if is_remote_candidate(path):  # a server path: '/user/folder/name' or 'folder/name'
+            return load_run_remote(str(path))  # type: ignore[no-any-return]
         raise NotARunError(f"no run directory at {str(p)!r}")
     if not (p / META_FILE).is_file():
         raise NotARunError(f"{str(p)!r} is not an em run directory (no {META_FILE})")

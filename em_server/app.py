@@ -1,0 +1,107 @@
+"""The ASGI application: ``create_app()`` (uvicorn factory) wiring the routers under /api/v1.
+
+Configuration comes from the environment set by ``em server start``: ``EM_SERVER_DATA`` (the
+data directory) and ``EM_SERVER_DB`` (a database URL; SQLite under the data directory when
+unset). The database is upgraded with Alembic when the app starts.
+"""
+
+# ruff: noqa: B008  # FastAPI's dependency idiom: Depends()/Query() as defaults
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from . import __version__, db
+from .auth import User, authenticate
+
+JSON_LIMIT = 16 << 20
+BINARY_LIMIT = 64 << 20
+
+
+class BodyLimit:
+    """Refuses (413) a body whose Content-Length exceeds the limit for its content type."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = dict(scope["headers"])
+            ctype = headers.get(b"content-type", b"").decode("latin-1")
+            limit = BINARY_LIMIT if ctype.startswith("application/octet-stream") else JSON_LIMIT
+            length = headers.get(b"content-length")
+            try:
+                too_big = length is not None and int(length) > limit
+            except ValueError:
+                too_big = True
+            if too_big:
+                resp = JSONResponse({"detail": f"request body over the limit of {limit} bytes"},
+                                    status_code=413)
+                await resp(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def create_app() -> FastAPI:
+    """The app, on the database named by the environment (upgraded to the newest schema)."""
+    from . import artifacts, blobs, folders, metrics, runs
+    from .storage import LocalStore
+
+    url = db.db_url(os.environ.get("EM_SERVER_DATA"), os.environ.get("EM_SERVER_DB"))
+    engine = db.make_engine(url)
+    db.upgrade(engine)
+    app = FastAPI(title="em server", version=__version__, openapi_url="/api/v1/openapi.json",
+                  docs_url="/api/v1/docs", redoc_url=None)
+    app.state.engine = engine
+    app.state.store = LocalStore(db.data_dir())
+    app.add_middleware(BodyLimit)
+
+    @app.exception_handler(HTTPException)
+    async def _http(_req: Request, exc: HTTPException) -> Response:
+        body: dict[str, Any] = {"detail": exc.detail}
+        if exc.headers and "x-em-length" in exc.headers:
+            body["length"] = int(exc.headers["x-em-length"])
+        return JSONResponse(body, status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_req: Request, exc: RequestValidationError) -> Response:
+        msgs = []
+        for e in exc.errors():
+            loc = ".".join(str(x) for x in e.get("loc", ()))
+            msgs.append(f"{loc}: {e.get('msg')}")
+        return JSONResponse({"detail": "; ".join(msgs) or "invalid request"}, status_code=422)
+
+    @app.get("/api/v1/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/api/v1/whoami")
+    def whoami(user: User = Depends(authenticate)) -> dict[str, Any]:
+        return {"user": user.name, "key_id": user.key_id}
+
+    def openapi() -> dict[str, Any]:
+        # our 4xx bodies are {"detail": "<message>"}, also for validation errors
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            comps = schema.setdefault("components", {}).setdefault("schemas", {})
+            comps["HTTPValidationError"] = {
+                "type": "object", "required": ["detail"], "title": "HTTPValidationError",
+                "properties": {"detail": {"type": "string", "title": "Detail"}}}
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    app.include_router(folders.router, prefix="/api/v1")
+    app.include_router(runs.router, prefix="/api/v1")
+    app.include_router(metrics.router, prefix="/api/v1")
+    app.include_router(blobs.router, prefix="/api/v1")
+    app.include_router(artifacts.router, prefix="/api/v1")
+    return app

@@ -1,0 +1,271 @@
+"""Metric byte ranges (a run's metrics.bin, applied exactly once) and series reads.
+
+A range is parsed with the record format of :mod:`em_core._metricfile`; its points are stored
+column-wise (``chunks`` rows of packed int64/float64 arrays per series) in the same
+transaction that advances the run's ``metrics_length`` from exactly the range's offset, so two
+server processes can never both apply one range.
+"""
+
+# ruff: noqa: B008  # FastAPI's dependency idiom: Depends()/Query() as defaults
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from typing import Any, Literal
+
+import numpy as np
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from sqlalchemy import and_, insert, select, update
+from sqlalchemy.engine import Connection
+
+from em_core._metricfile import HEADER, MAGIC, TRAILER_XOR, VERSION
+
+from . import db
+from .app import BINARY_LIMIT
+from .auth import User, authenticate
+from .runs import get_run, jsonable
+
+router = APIRouter()
+_HEAD = struct.Struct("<II")
+_TRAIL = struct.Struct("<I")
+_FIXED = struct.Struct("<qqd")
+CHUNK = 10_000
+
+
+def parse(data: bytes, at: int, schemas: dict[str, Any]) -> tuple[dict[tuple[str, str], list[
+        tuple[int, int, float, float]]], int]:
+    """Parse complete records of ``data`` (which starts at file offset ``at``).
+
+    Returns the points per (type, name) and the number of records; ``schemas`` (sid ->
+    schema) is updated in place. Raises ValueError naming the offset of the first bad byte.
+    """
+    pos = 0
+    if at == 0:
+        if len(data) < HEADER.size:
+            raise ValueError("a range at offset 0 must start with the 16-byte header")
+        magic, version, hsize = HEADER.unpack_from(data, 0)
+        if magic != MAGIC or version != VERSION or hsize != HEADER.size:
+            raise ValueError("bad metrics.bin header at offset 0")
+        pos = HEADER.size
+    points: dict[tuple[str, str], list[tuple[int, int, float, float]]] = {}
+    structs: dict[str, tuple[struct.Struct, list[tuple[str, str]]]] = {}
+    n = 0
+    end = len(data)
+    while pos < end:
+        if end - pos < 12:
+            raise ValueError(f"incomplete record at offset {at + pos}")
+        size, sid = _HEAD.unpack_from(data, pos)
+        if size < 12 or pos + size > end or \
+                _TRAIL.unpack_from(data, pos + size - 4)[0] != size ^ TRAILER_XOR:
+            raise ValueError(f"invalid record at offset {at + pos}")
+        if sid == 0:
+            try:
+                sch = json.loads(data[pos + 8:pos + size - 4].decode("utf-8"))
+                sk = str(int(sch["id"]))
+                if not isinstance(sch["type"], str) or not isinstance(sch["names"], list) \
+                        or len(sch["names"]) != len(sch["kinds"]) \
+                        or set(sch["kinds"]) - {"d", "q"} or int(sk) <= 0:
+                    raise ValueError
+                struct.Struct("<" + sch["kinds"])
+            except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+                raise ValueError(f"invalid schema record at offset {at + pos}") from None
+            schemas[sk] = {"type": sch["type"], "names": [str(x) for x in sch["names"]],
+                           "kinds": sch["kinds"]}
+        else:
+            key = str(sid)
+            got = structs.get(key)
+            if got is None:
+                sch = schemas.get(key)
+                if sch is None:
+                    raise ValueError(f"record of undeclared schema {sid} at offset {at + pos}")
+                got = (struct.Struct("<qqd" + sch["kinds"]),
+                       [(sch["type"], nm) for nm in sch["names"]])
+                structs[key] = got
+            st, keys = got
+            if size != 12 + st.size:
+                raise ValueError(f"record of schema {sid} has the wrong size at offset {at + pos}")
+            vals = st.unpack_from(data, pos + 8)
+            step, epoch, t = vals[0], vals[1], vals[2]
+            for k, v in zip(keys, vals[3:]):
+                points.setdefault(k, []).append((step, epoch, t, float(v)))
+        n += 1
+        pos += size
+    return points, n
+
+
+def _series_id(conn: Connection, run_id: str, type_: str, name: str) -> int:
+    c = db.series.c
+    sid = conn.execute(select(c.id).where(and_(c.run_id == run_id, c.type == type_,
+                                               c.name == name))).scalar()
+    if sid is None:
+        sid = conn.execute(insert(db.series).values(run_id=run_id, type=type_, name=name)) \
+            .inserted_primary_key[0]
+    return int(sid)
+
+
+@router.get("/runs/{run_id}/metrics/length")
+def metrics_length(run_id: str, request: Request,
+                   user: User = Depends(authenticate)) -> dict[str, int]:
+    with request.app.state.engine.connect() as conn:
+        return {"length": get_run(conn, user, run_id).metrics_length}
+
+
+@router.put("/runs/{run_id}/metrics")
+async def put_metrics(run_id: str, request: Request, offset: int = Query(ge=0),
+                      user: User = Depends(authenticate)) -> dict[str, int]:
+    body = bytearray()
+    async for part in request.stream():
+        body += part
+        if len(body) > BINARY_LIMIT:
+            raise HTTPException(413, f"request body over the limit of {BINARY_LIMIT} bytes")
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(_apply, request.app.state.engine, user, run_id, offset,
+                                   bytes(body))
+
+
+def _apply(engine: Any, user: User, run_id: str, offset: int, body: bytes) -> dict[str, int]:
+    with engine.connect() as conn:
+        row = get_run(conn, user, run_id, write=True)
+    length = row.metrics_length
+    if offset > length:
+        raise HTTPException(409, f"offset {offset} is past the accepted length {length}",
+                            headers={"x-em-length": str(length)})
+    if offset + len(body) <= length:
+        return {"length": length, "applied": 0}
+    data = body[length - offset:]
+    schemas = json.loads(row.schemas)
+    try:
+        points, nrec = parse(data, length, schemas)
+    except ValueError as e:
+        raise HTTPException(400, f"metrics range at offset {offset}: {e}; nothing applied") \
+            from None
+    last = json.loads(row.last)
+    new_len = length + len(data)
+    with engine.begin() as conn:
+        for (type_, name), pts in points.items():
+            last[f"{type_}/{name}"] = pts[-1][3]
+        done = conn.execute(update(db.runs).where(and_(
+            db.runs.c.id == run_id, db.runs.c.metrics_length == length)).values(
+            metrics_length=new_len, schemas=json.dumps(schemas),
+            last=json.dumps(jsonable(last)))).rowcount
+        if done != 1:  # another request applied (part of) it first: answer as a retry would
+            conn.rollback()
+            return _apply(engine, user, run_id, offset, body)
+        conn.execute(insert(db.metric_bytes).values(run_id=run_id, offset=length, data=data))
+        rows = []
+        for (type_, name), pts in points.items():
+            sid = _series_id(conn, run_id, type_, name)
+            arr = np.array(pts, dtype=np.float64)
+            steps = np.array([p[0] for p in pts], dtype=np.int64)
+            epochs = np.array([p[1] for p in pts], dtype=np.int64)
+            for i in range(0, len(pts), CHUNK):
+                rows.append({"series_id": sid, "n": len(steps[i:i + CHUNK]),
+                             "steps": steps[i:i + CHUNK].tobytes(),
+                             "epochs": epochs[i:i + CHUNK].tobytes(),
+                             "times": arr[i:i + CHUNK, 2].tobytes(),
+                             "vals": arr[i:i + CHUNK, 3].tobytes()})
+        if rows:
+            conn.execute(insert(db.chunks), rows)
+    return {"length": new_len, "applied": nrec}
+
+
+@router.get("/runs/{run_id}/metrics.bin")
+def metrics_bin(run_id: str, request: Request, user: User = Depends(authenticate)) -> Response:
+    with request.app.state.engine.connect() as conn:
+        get_run(conn, user, run_id)
+        parts = conn.execute(select(db.metric_bytes.c.data).where(
+            db.metric_bytes.c.run_id == run_id).order_by(db.metric_bytes.c.offset)).scalars()
+        data = b"".join(parts)
+    return Response(data, media_type="application/octet-stream")
+
+
+def _load(conn: Connection, series_id: int) -> tuple[np.ndarray, ...]:
+    rows = conn.execute(select(db.chunks.c.steps, db.chunks.c.epochs, db.chunks.c.times,
+                               db.chunks.c.vals).where(db.chunks.c.series_id == series_id)
+                        .order_by(db.chunks.c.id)).all()
+    cols = []
+    for i, dt in enumerate((np.int64, np.int64, np.float64, np.float64)):
+        cols.append(np.frombuffer(b"".join(r[i] for r in rows), dtype=dt))
+    return tuple(cols)
+
+
+def _floats(a: np.ndarray) -> list[Any]:
+    out = a.tolist()
+    if not np.isfinite(a).all():
+        out = [jsonable(x) for x in out]
+    return out
+
+
+@router.get("/runs/{run_id}/series")
+def list_series(run_id: str, request: Request,
+                user: User = Depends(authenticate)) -> dict[str, Any]:
+    out = []
+    with request.app.state.engine.connect() as conn:
+        get_run(conn, user, run_id)
+        for sid, type_, name in conn.execute(select(db.series.c.id, db.series.c.type,
+                                                    db.series.c.name).where(
+                db.series.c.run_id == run_id).order_by(db.series.c.id)).all():
+            steps, _e, _t, vals = _load(conn, sid)
+            if not len(steps):
+                continue
+            fin = vals[np.isfinite(vals)]
+            out.append(jsonable({"type": type_, "name": name, "count": int(len(steps)),
+                                 "first_step": int(steps[0]), "last_step": int(steps[-1]),
+                                 "last": float(vals[-1]),
+                                 "min": float(fin.min()) if len(fin) else math.nan,
+                                 "max": float(fin.max()) if len(fin) else math.nan}))
+    return {"series": out}
+
+
+def downsample(values: np.ndarray, max_points: int) -> np.ndarray:
+    """Indices keeping the min and the max of each of ``max_points // 2`` buckets, in order."""
+    n = len(values)
+    buckets = max(1, max_points // 2)
+    edges = np.linspace(0, n, buckets + 1).astype(np.int64)
+    keep = []
+    lo = np.where(np.isnan(values), np.inf, values)
+    hi = np.where(np.isnan(values), -np.inf, values)
+    for a, b in zip(edges[:-1], edges[1:]):
+        if b > a:
+            keep.append(a + int(np.argmin(lo[a:b])))
+            keep.append(a + int(np.argmax(hi[a:b])))
+    return np.unique(np.array(keep, dtype=np.int64))[:max_points]
+
+
+@router.get("/runs/{run_id}/series/points")
+def points(run_id: str, request: Request, name: str, type_: str = Query(alias="type"),
+           start: float | None = None, end: float | None = None,
+           max_points: int | None = Query(None, ge=2, le=1_000_000),
+           x: Literal["step", "epoch", "time"] = "step",
+           user: User = Depends(authenticate)) -> dict[str, Any]:
+    with request.app.state.engine.connect() as conn:
+        get_run(conn, user, run_id)
+        sid = conn.execute(select(db.series.c.id).where(and_(
+            db.series.c.run_id == run_id, db.series.c.type == type_,
+            db.series.c.name == name))).scalar()
+        if sid is None:
+            raise HTTPException(404, f"no series {type_!r}/{name!r} in run {run_id!r}")
+        steps, epochs, times, vals = _load(conn, sid)
+    axis = {"step": steps, "epoch": epochs, "time": times}[x]
+    mask = np.ones(len(steps), dtype=bool)
+    if start is not None:
+        mask &= axis >= start
+    if end is not None:
+        mask &= axis <= end
+    if not mask.all():
+        steps, epochs, times, vals = steps[mask], epochs[mask], times[mask], vals[mask]
+    count = len(steps)
+    down = max_points is not None and count > max_points
+    if down:
+        assert max_points is not None
+        idx = downsample(vals, max_points)
+        steps, epochs, times, vals = steps[idx], epochs[idx], times[idx], vals[idx]
+    ep: list[Any] | None = None if (epochs < 0).all() and len(epochs) else epochs.tolist()
+    if ep is not None:
+        ep = [None if e < 0 else e for e in ep]
+    return {"type": type_, "name": name, "downsampled": down, "count": count,
+            "step": steps.tolist(), "epoch": ep, "time": _floats(times),
+            "value": _floats(vals)}

@@ -1,0 +1,258 @@
+"""Runs: upload (idempotent on the run's alternative name, with conflict strategies), list,
+read, update and delete."""
+
+# ruff: noqa: B008  # FastAPI's dependency idiom: Depends()/Query() as defaults
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy.engine import Connection
+
+from . import db
+from .auth import User, access, authenticate, check_name, check_path, require
+from .folders import exists, make
+
+router = APIRouter()
+Strategy = Literal["skip", "error", "new", "replace"]
+
+
+class RunCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    folder: str
+    make_folder: bool = True
+    conflict_strategy: Strategy = "error"
+    meta: dict[str, Any]
+
+
+class RunMeta(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    meta: dict[str, Any]
+
+
+class RunPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    labels: list[str] | None = None
+    description: str | None = Field(default=None, max_length=100_000)
+
+
+def jsonable(v: Any) -> Any:
+    """``v`` with non-finite floats as the strings "NaN", "Infinity", "-Infinity"."""
+    if isinstance(v, float):
+        if v != v:
+            return "NaN"
+        if v in (float("inf"), float("-inf")):
+            return "Infinity" if v > 0 else "-Infinity"
+        return v
+    if isinstance(v, dict):
+        return {k: jsonable(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [jsonable(x) for x in v]
+    return v
+
+
+def _meta_fields(meta: dict[str, Any]) -> dict[str, Any]:
+    labels = meta.get("labels") or []
+    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+        raise HTTPException(400, f"meta.labels {labels!r}: expected a list of strings")
+    desc = meta.get("description") or ""
+    if not isinstance(desc, str):
+        raise HTTPException(400, f"meta.description {desc!r}: expected a string")
+    status = meta.get("status")
+    if status is not None and not isinstance(status, str):
+        raise HTTPException(400, f"meta.status {status!r}: expected a string")
+    out: dict[str, Any] = {"status": status, "labels": json.dumps(labels),
+                           "description": desc, "meta": json.dumps(meta)}
+    for k in ("start_timestamp", "end_timestamp"):
+        v = meta.get(k)
+        out[k] = float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+    return out
+
+
+def summary(row: Any) -> dict[str, Any]:
+    """The run summary of a ``runs`` row."""
+    return jsonable({"id": row.id, "path": f"{row.folder}/{row.name}", "folder": row.folder,
+                     "name": row.name, "alternative_name": row.alternative_name,
+                     "status": row.status, "labels": json.loads(row.labels),
+                     "description": row.description, "start_timestamp": row.start_timestamp,
+                     "end_timestamp": row.end_timestamp, "last": json.loads(row.last)})
+
+
+def full(row: Any) -> dict[str, Any]:
+    """Everything about a run."""
+    meta = json.loads(row.meta)
+    out = summary(row)
+    out.update(jsonable({k: meta.get(k) for k in ("hparams", "platform", "git", "error")}))
+    out["associations"] = jsonable(meta.get("associations") or [])
+    out["metrics_length"] = row.metrics_length
+    out["meta"] = jsonable(meta)
+    return out
+
+
+def get_run(conn: Connection, user: User, run_id: str, write: bool = False) -> Any:
+    """The run row, 404 when absent or unreadable, 403 when not writable and ``write``."""
+    row = conn.execute(select(db.runs).where(db.runs.c.id == run_id)).first()
+    if row is None or not access(conn, user, row.folder)[0]:
+        raise HTTPException(404, f"run {run_id!r} not found")
+    if write:
+        require(conn, user, row.folder, write=True)
+    return row
+
+
+def delete_runs(conn: Connection, ids: list[str]) -> None:
+    """Delete runs with their metric bytes, series and chunks."""
+    if not ids:
+        return
+    sids = select(db.series.c.id).where(db.series.c.run_id.in_(ids))
+    conn.execute(delete(db.chunks).where(db.chunks.c.series_id.in_(sids)))
+    conn.execute(delete(db.series).where(db.series.c.run_id.in_(ids)))
+    conn.execute(delete(db.metric_bytes).where(db.metric_bytes.c.run_id.in_(ids)))
+    conn.execute(delete(db.runs).where(db.runs.c.id.in_(ids)))
+
+
+def _by_name(conn: Connection, folder: str, name: str) -> Any:
+    return conn.execute(select(db.runs).where(and_(db.runs.c.folder == folder,
+                                                   db.runs.c.name == name))).first()
+
+
+def _answer(state: str, row: Any) -> dict[str, Any]:
+    return {"state": state, "id": row.id, "path": f"{row.folder}/{row.name}",
+            "metrics_length": row.metrics_length}
+
+
+@router.post("/runs", status_code=201)
+def create_run(body: RunCreate, request: Request, response: Response,
+               user: User = Depends(authenticate)) -> dict[str, Any]:
+    folder = check_path(body.folder)
+    meta = body.meta
+    name = check_name(meta.get("name"), "meta.name")
+    alt = check_name(meta.get("alternative_name"), "meta.alternative_name")
+    fields = _meta_fields(meta)
+
+    def attempt() -> Any:
+        target = name  # a retry starts again from the requested name
+        with request.app.state.engine.begin() as conn:
+            require(conn, user, folder, write=True)
+            if not exists(conn, folder):
+                if not body.make_folder:
+                    raise HTTPException(404, f"folder {folder!r} not found")
+                make(conn, user, folder, True, True)
+            same = conn.execute(select(db.runs).where(and_(
+                db.runs.c.folder == folder, db.runs.c.alternative_name == alt))).first()
+            if same is not None:
+                response.status_code = 200
+                return _answer("existing", same)
+            other = _by_name(conn, folder, target)
+            if other is not None:
+                strategy = body.conflict_strategy
+                if strategy == "skip":
+                    response.status_code = 200
+                    return _answer("skipped", other)
+                if strategy == "error":
+                    raise HTTPException(409, f"run {target!r} already exists in {folder}")
+                if strategy == "replace":
+                    delete_runs(conn, [other.id])
+                else:
+                    target = alt
+                    if _by_name(conn, folder, target) is not None:
+                        raise HTTPException(409, f"run {target!r} already exists in {folder}")
+            run_id = str(uuid.uuid4())
+            conn.execute(insert(db.runs).values(id=run_id, folder=folder, name=target,
+                                                alternative_name=alt, metrics_length=0,
+                                                schemas="{}", last="{}", **fields))
+            row = conn.execute(select(db.runs).where(db.runs.c.id == run_id)).one()
+        return _answer("created", row)
+
+    return db.retrying(attempt)
+
+
+@router.get("/runs")
+def list_runs(request: Request, folder: str, recursive: bool = False, name: str | None = None,
+              label: str | None = None, status: str | None = None, q: str | None = None,
+              page: int = Query(1, ge=1), page_size: int = Query(50, ge=1, le=1000),
+              sort: Literal["start", "-start", "name", "-name"] = "-start",
+              user: User = Depends(authenticate)) -> dict[str, Any]:
+    folder = check_path(folder)
+    c = db.runs.c
+    cond = [or_(c.folder == folder, c.folder.startswith(folder + "/", autoescape=True))
+            if recursive else c.folder == folder]
+    if name:
+        cond.append(c.name == name)
+    if status:
+        cond.append(c.status == status)
+    if label:
+        cond.append(c.labels.contains(json.dumps(label), autoescape=True))
+    if q:
+        cond.append(or_(c.name.contains(q, autoescape=True),
+                        c.description.contains(q, autoescape=True)))
+    col = c.start_timestamp if sort.endswith("start") else c.name
+    order = col.desc() if sort.startswith("-") else col.asc()
+    with request.app.state.engine.connect() as conn:
+        require(conn, user, folder)
+        rows = conn.execute(select(db.runs).where(*cond).order_by(order, c.id)).all()
+        rows = [r for r in rows if access(conn, user, r.folder)[0]]
+    start = (page - 1) * page_size
+    return {"runs": [summary(r) for r in rows[start:start + page_size]], "total": len(rows),
+            "page": page, "page_size": page_size}
+
+
+@router.get("/runs/by-path")
+def run_by_path(path: str, request: Request, user: User = Depends(authenticate)) -> dict[str, Any]:
+    path = check_path(path)
+    folder, name = path.rsplit("/", 1)
+    if folder.count("/") < 1 or not folder:
+        raise HTTPException(404, f"run {path!r} not found")
+    with request.app.state.engine.connect() as conn:
+        row = _by_name(conn, folder, name)
+        if row is None or not access(conn, user, folder)[0]:
+            raise HTTPException(404, f"run {path!r} not found")
+    return full(row)
+
+
+@router.get("/runs/{run_id}")
+def read_run(run_id: str, request: Request, user: User = Depends(authenticate)) -> dict[str, Any]:
+    with request.app.state.engine.connect() as conn:
+        return full(get_run(conn, user, run_id))
+
+
+@router.put("/runs/{run_id}/meta")
+def put_meta(run_id: str, body: RunMeta, request: Request,
+             user: User = Depends(authenticate)) -> dict[str, Any]:
+    fields = _meta_fields(body.meta)
+    with request.app.state.engine.begin() as conn:
+        get_run(conn, user, run_id, write=True)
+        conn.execute(update(db.runs).where(db.runs.c.id == run_id).values(**fields))
+        return full(get_run(conn, user, run_id))
+
+
+@router.patch("/runs/{run_id}")
+def patch_run(run_id: str, body: RunPatch, request: Request,
+              user: User = Depends(authenticate)) -> dict[str, Any]:
+    with request.app.state.engine.begin() as conn:
+        row = get_run(conn, user, run_id, write=True)
+        meta = json.loads(row.meta)
+        if body.labels is not None:
+            meta["labels"] = body.labels
+        if body.description is not None:
+            meta["description"] = body.description
+        conn.execute(update(db.runs).where(db.runs.c.id == run_id).values(**_meta_fields(meta)))
+        return full(get_run(conn, user, run_id))
+
+
+@router.delete("/runs/{run_id}", status_code=204)
+def delete_run(run_id: str, request: Request, user: User = Depends(authenticate)) -> Response:
+    with request.app.state.engine.begin() as conn:
+        get_run(conn, user, run_id, write=True)
+        delete_runs(conn, [run_id])
+    return Response(status_code=204)
+
+
+def count_runs(conn: Connection, folder: str) -> int:
+    """Runs directly in ``folder``."""
+    return int(conn.execute(select(func.count()).select_from(db.runs)
+                            .where(db.runs.c.folder == folder)).scalar_one())

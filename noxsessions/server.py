@@ -1,0 +1,71 @@
+"""The tracking server's tests (``em_server``), on SQLite and on a throwaway PostgreSQL.
+
+    python3 -m nox -s server
+
+PostgreSQL is Debian's package: installed with apt-get when its initdb is missing (CI runs
+as root), then a cluster is made in the session's tmp directory on a free port, owned by the
+``postgres`` user when run as root (initdb refuses root), and stopped at the end.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import nox
+
+from noxsessions._common import install_em
+
+DEFAULT = ["server"]
+
+
+def _initdb(session: nox.Session) -> Path:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not found:
+        session.run("apt-get", "update", external=True)
+        session.run("apt-get", "install", "-y", "postgresql", external=True,
+                    env={"DEBIAN_FRONTEND": "noninteractive"})
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not found:
+        session.error("PostgreSQL's initdb is still missing after apt-get install postgresql")
+    return Path(found[-1]).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_postgres(session: nox.Session) -> tuple[str, list[str]]:
+    """Start a throwaway cluster; returns its URL and the command that stops it."""
+    bindir = _initdb(session)
+    root = Path(session.create_tmp()).resolve() / "pg"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    as_pg: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+        as_pg = ["runuser", "-u", "postgres", "--"]
+    port = _free_port()
+    session.run(*as_pg, str(bindir / "initdb"), "-D", str(root / "data"), "-A", "trust",
+                "-U", "em", external=True, silent=True)
+    session.run(*as_pg, str(bindir / "pg_ctl"), "-D", str(root / "data"), "-w", "-o",
+                f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "-l",
+                str(root / "log"), "start", external=True)
+    stop = [*as_pg, str(bindir / "pg_ctl"), "-D", str(root / "data"), "-m", "fast", "stop"]
+    return f"postgresql://em@127.0.0.1:{port}/postgres", stop
+
+
+@nox.session
+def server(session: nox.Session) -> None:
+    """tests/server against the server as a process, on SQLite and on PostgreSQL."""
+    install_em(session, "-e", ".[server]", "schemathesis==4.32.5")
+    url, stop = start_postgres(session)
+    try:
+        session.run("pytest", "tests/server", *session.posargs, env={"EM_TEST_PG_URL": url})
+    finally:
+        session.run(*stop, external=True)

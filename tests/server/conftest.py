@@ -1,0 +1,131 @@
+"""Server tests: the server runs as a real process on loopback, on SQLite and (when the nox
+session provides EM_TEST_PG_URL, a throwaway PostgreSQL cluster) on PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """A running server process and how to administer it."""
+
+    url: str
+    proc: subprocess.Popen[bytes]
+    admin_args: list[str]
+    log: Path
+
+    def admin(self, *args: str) -> str:
+        """Run ``em server <admin_args> args`` and return its stdout."""
+        out = subprocess.run([sys.executable, "-m", "em_server.cli", *self.admin_args, *args],
+                             capture_output=True, text=True, env=_env(), check=True, timeout=60)
+        return out.stdout.strip()
+
+    def client(self, key: str | None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.Client(base_url=self.url + "/api/v1", headers=headers, timeout=30)
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def _fresh_pg_db(base: str) -> str:
+    """A new database on the test cluster (so every server starts on an empty one)."""
+    import sqlalchemy as sa
+
+    name = "t" + uuid.uuid4().hex[:12]
+    url = base.replace("postgresql://", "postgresql+psycopg://", 1)
+    eng = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with eng.connect() as c:
+        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    eng.dispose()
+    return base.rsplit("/", 1)[0] + "/" + name
+
+
+def server_args(tmp: Path, db_kind: str) -> list[str]:
+    """``--data`` (and ``--db`` on PostgreSQL: a fresh database) for a new server."""
+    args = ["--data", str(tmp / "server-data")]
+    if db_kind == "postgresql":
+        args += ["--db", _fresh_pg_db(os.environ["EM_TEST_PG_URL"])]
+    return args
+
+
+def start_server(tmp: Path, db_kind: str, workers: int = 1,
+                 args: list[str] | None = None) -> Server:
+    """Start ``em server start`` as a process and wait until it answers its health check."""
+    args = args or server_args(tmp, db_kind)
+    port = free_port()
+    log = tmp / f"server-{port}.log"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "em_server.cli", *args, "start",
+                                 "--port", str(port), "--workers", str(workers)],
+                                stdout=fh, stderr=subprocess.STDOUT, env=_env())
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(url + "/api/v1/health", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError("server did not start:\n" + log.read_text())
+        time.sleep(0.1)
+    return Server(url, proc, args, log)
+
+
+def _kinds() -> list[str]:
+    return ["sqlite", "postgresql"] if os.environ.get("EM_TEST_PG_URL") else ["sqlite"]
+
+
+def stop(srv: Server) -> None:
+    srv.proc.terminate()
+    try:
+        srv.proc.wait(10)
+    except subprocess.TimeoutExpired:
+        srv.proc.kill()
+
+
+@pytest.fixture(scope="module", params=_kinds())
+def db_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def server(db_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = start_server(tmp_path_factory.mktemp("srv"), db_kind)
+    yield srv
+    stop(srv)
+
+
+@pytest.fixture(scope="module")
+def alice(server: Server) -> str:
+    return server.admin("user", "add", "alice")
+
+
+@pytest.fixture(scope="module")
+def bob(server: Server) -> str:
+    return server.admin("user", "add", "bob")
