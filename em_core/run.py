@@ -30,7 +30,7 @@ from ._paths import RUN_PARENT_DEFAULT, RUN_PARENT_ENV, parent_dir
 from ._recorded import Recorded
 from ._scalar import INT64_MAX, INT64_MIN, direct_kind, to_number
 from .dist import dist_info
-from .errors import NotARunError, RunFinishedError, handle_problem
+from .errors import CorruptRunError, NotARunError, RunFinishedError, handle_problem
 from .hparams import Hyperparameters
 
 __all__ = ["NoOpRun", "Run", "create_run", "load_run"]
@@ -580,4 +580,19 @@ def load_run(path: str | os.PathLike[str], auto_upload: bool = False,
     meta["upload"] = upload
     meta.setdefault("associations", {})
     meta.setdefault("hparams", {})
-    return Run(p, meta, writable=False)
+    try:
+        run = Run(p, meta, writable=False)
+        _check_meta(run)
+    except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as e:
+        raise CorruptRunError(f"metadata file {str(p / META_FILE)!r} is damaged: "
+                              f"{type(e).__name__}: {e}") from e
+    return run
+
+
+def _check_meta(run: Run) -> None:
+    """Touch every field a reader prints, so a crafted run.json fails here, at load."""
+    for attr in ("name", "alternative_name", "start_timestamp", "labels", "description"):
+        getattr(run, attr)
+    if not isinstance(run.labels, list) or not isinstance(run.start_timestamp, str):
+        raise TypeError("labels must be a list and start_timestamp a string")
+    run.status  # noqa: B018
