@@ -23,6 +23,7 @@ skipped, never misread. Unused space at the end of a crashed run's file is zeros
 from __future__ import annotations
 
 import json
+import math
 import mmap
 import os
 import struct
@@ -230,7 +231,8 @@ def _scan_raw(buf: bytes | mmap.mmap) -> Iterator[
             break
         if sid == 0:
             try:
-                new_sid, type_, names, body, schema = _parse_schema(bytes(buf[pos + 8:pos + size - 4]))
+                raw = bytes(buf[pos + 8:pos + size - 4])
+                new_sid, type_, names, body, schema = _parse_schema(raw)
             except ValueError:
                 break
             schemas[new_sid] = ((type_, names), body)
@@ -301,7 +303,7 @@ def summarize(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     Returns:
         ``{"bytes": int, "metrics": [{"type", "name", "last", "step", "epoch", "time",
-        "count", "min", "max"}, ...]}`` in order of first appearance.
+        "count", "min", "max", "first_step"}, ...]}`` in order of first appearance.
     """
     stats: dict[tuple[str, str], list[Any]] = {}
     with _Mapped(path) as buf:
@@ -316,7 +318,7 @@ def summarize(path: str | os.PathLike[str]) -> dict[str, Any]:
                     v = tup[3 + i]
                     s = stats.get((type_, name))
                     if s is None:
-                        s = stats[(type_, name)] = [v, step, epoch, ts, 0, None, None]
+                        s = stats[(type_, name)] = [v, step, epoch, ts, 0, None, None, step]
                     s[0], s[1], s[2], s[3] = v, step, epoch, ts
                     s[4] += 1
                     if v == v:  # not NaN
@@ -328,7 +330,7 @@ def summarize(path: str | os.PathLike[str]) -> dict[str, Any]:
             raise _corrupt(path, e) from e
     return {"bytes": size, "metrics": [
         {"type": t, "name": k, "last": s[0], "step": s[1], "epoch": None if s[2] < 0 else s[2],
-         "time": s[3], "count": s[4], "min": s[5], "max": s[6]}
+         "time": s[3], "count": s[4], "min": s[5], "max": s[6], "first_step": s[7]}
         for (t, k), s in stats.items()]}
 
 
@@ -343,3 +345,29 @@ def _valid_end(path: str) -> tuple[int, int]:
     if end == 0:
         raise ValueError(f"{path!r} is not an em metric log")
     return end, max_sid
+
+
+def summary_for_meta(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """:func:`summarize` for ``run.json`` at the end of a run; None when the log cannot be
+    read (readers then scan the log themselves). Non-finite numbers are stored as the
+    strings "NaN", "Infinity", "-Infinity" so that run.json stays strict JSON."""
+    try:
+        summary = summarize(path)
+    except (OSError, CorruptRunError):
+        return None
+    for m in summary["metrics"]:
+        for k in ("last", "min", "max"):
+            m[k] = json_number(m[k])
+    return summary
+
+
+def json_number(v: Any) -> Any:
+    """``v`` for strict JSON: NaN and infinities become "NaN", "Infinity", "-Infinity"."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return "NaN" if v != v else ("Infinity" if v > 0 else "-Infinity")
+    return v
+
+
+def from_json_number(v: Any) -> Any:
+    """The inverse of :func:`json_number`."""
+    return float(v) if v in ("NaN", "Infinity", "-Infinity") else v

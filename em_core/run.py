@@ -25,7 +25,7 @@ from typing import Any
 from . import _lifecycle, _validate
 from ._files import read_json, write_json_atomic
 from ._lifecycle import Status, error_info
-from ._metricfile import MetricWriter, Record, read_records
+from ._metricfile import MetricWriter, Record, read_records, summary_for_meta
 from ._paths import RUN_PARENT_DEFAULT, RUN_PARENT_ENV, parent_dir
 from ._recorded import Recorded
 from ._scalar import INT64_MAX, INT64_MIN, direct_kind, to_number
@@ -317,6 +317,7 @@ class Run(Recorded):
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+            self._meta["summary"] = summary_for_meta(self._path / METRICS_FILE)
             write_json_atomic(self._path / META_FILE, self._meta, fsync=True)
         if self._liveness is not None:
             self._liveness.release()
@@ -345,6 +346,7 @@ class Run(Recorded):
         self._fast = self._writer.fast
         self._meta["status"] = Status.RUNNING.value
         self._meta["end_timestamp"] = None
+        self._meta.pop("summary", None)
         self._meta["error"] = None
         self._meta["process"] = {**(self._meta.get("process") or {}), "host": _host(),
                                  "pid": os.getpid(), "boot_id": _lifecycle.boot_id()}
@@ -593,6 +595,7 @@ def _check_meta(run: Run) -> None:
     """Touch every field a reader prints, so a crafted run.json fails here, at load."""
     for attr in ("name", "alternative_name", "start_timestamp", "labels", "description"):
         getattr(run, attr)
-    if not isinstance(run.labels, list) or not isinstance(run.start_timestamp, str):
-        raise TypeError("labels must be a list and start_timestamp a string")
+    if (not isinstance(run.labels, list) or not isinstance(run.start_timestamp, str)
+            or not isinstance(run._meta["hparams"], dict)):
+        raise TypeError("labels must be a list, start_timestamp a string, hparams an object")
     run.status  # noqa: B018
