@@ -79,9 +79,13 @@ class Artifact(Recorded):
     change what was recorded. Adding to an ``obj_path`` that exists replaces that object.
     """
 
-    def __init__(self, path: Path, meta: dict[str, Any]) -> None:
+    def __init__(self, path: Path, meta: dict[str, Any], *, owner: bool = True) -> None:
         self._path = path
         self._meta = meta
+        self._owner = owner  # a loaded copy appends associations to associations.jsonl
+
+    def _owns_meta(self) -> bool:
+        return self._owner
 
     def _save(self) -> None:
         write_json_atomic(self._path / META_FILE, self._meta)
@@ -152,7 +156,9 @@ class Artifact(Recorded):
 
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self._meta)
+        d = dict(self._meta)
+        d["associations"] = self.associations
+        return d
 
     @classmethod
     def parse_from_dict(cls, d: Mapping[str, Any]) -> dict[str, Any]:
@@ -194,4 +200,4 @@ def load_artifact(path: str | os.PathLike[str]) -> Artifact:
     if not isinstance(meta, dict) or meta.get("kind") != "artifact":
         raise NotARunError(f"{str(p / META_FILE)!r} does not describe an em artifact")
     meta.setdefault("associations", {})
-    return Artifact(p, meta)
+    return Artifact(p, meta, owner=False)

@@ -11,6 +11,7 @@ A run is a directory (see README "Storage format")::
 from __future__ import annotations
 
 import builtins
+import json
 import logging
 import os
 import secrets
@@ -23,14 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from . import _lifecycle, _validate
-from ._files import read_json, write_json_atomic
+from ._files import write_json_atomic
 from ._lifecycle import Status, error_info
 from ._metricfile import MetricWriter, Record, read_records, summary_for_meta
 from ._paths import RUN_PARENT_DEFAULT, RUN_PARENT_ENV, parent_dir
 from ._recorded import Recorded
 from ._scalar import INT64_MAX, INT64_MIN, direct_kind, to_number
 from .dist import dist_info
-from .errors import CorruptRunError, NotARunError, RunFinishedError, handle_problem
+from .errors import RunFinishedError, handle_problem
 from .hparams import Hyperparameters
 
 __all__ = ["NoOpRun", "Run", "create_run", "load_run"]
@@ -85,7 +86,10 @@ class Run(Recorded):
         self._writer: MetricWriter | None = None
         self._fast: dict[Any, Any] = _EMPTY
         self._liveness: _lifecycle.LivenessLock | None = None
-        self._hparams = Hyperparameters(on_change=self._save, _shared=meta["hparams"])
+        self._owner = writable  # only the writing process rewrites run.json
+        self._hparams_saved = None if writable else json.loads(json.dumps(meta["hparams"]))
+        self._hparams = Hyperparameters(on_change=self._hparams_changed,
+                                        _shared=meta["hparams"])
         if writable:
             self._liveness = _lifecycle.LivenessLock(str(path))
             self._writer = MetricWriter(path / METRICS_FILE)
@@ -108,6 +112,29 @@ class Run(Recorded):
                     write_json_atomic(self._path / META_FILE, self._meta)
             finally:
                 self._save_depth -= 1
+
+    def _owns_meta(self) -> bool:
+        return self._owner
+
+    def _hparams_changed(self) -> None:
+        if self._owner:
+            self._save()
+            return
+        data = self._meta["hparams"]  # undo: a loaded copy must not diverge from the file
+        data.clear()
+        data.update(json.loads(json.dumps(self._hparams_saved)))
+        raise RunFinishedError(f"run {self.alternative_name!r} was loaded read-only; call "
+                               "resume() to change its hyperparameters (only the process that "
+                               "writes a run changes its run.json)")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything about the run as plain data, metrics included."""
+        d = dict(self._meta)
+        d["status"] = self.status.value
+        d["hparams"] = self._hparams.as_dict()
+        d["associations"] = self.associations
+        d["metrics"] = self.metrics
+        return d
 
     @property
     def start_timestamp(self) -> str:
@@ -342,6 +369,7 @@ class Run(Recorded):
             raise RunFinishedError(f"run {self.alternative_name!r} is being written by another "
                                    "live process; it cannot be resumed here") from None
         self._liveness = liveness
+        self._owner = True
         self._writer = MetricWriter(self._path / METRICS_FILE)
         self._fast = self._writer.fast
         self._meta["status"] = Status.RUNNING.value
@@ -367,14 +395,6 @@ class Run(Recorded):
             self._end(Status.FAILED, exc)
 
     # ----------------------------------------------------------------- dicts
-    def to_dict(self) -> dict[str, Any]:
-        """Everything about the run as plain data, metrics included."""
-        d = dict(self._meta)
-        d["status"] = self.status.value
-        d["hparams"] = self._hparams.as_dict()
-        d["metrics"] = self.metrics
-        return d
-
     @classmethod
     def parse_from_dict(cls, d: Mapping[str, Any]) -> dict[str, Any]:
         """Validate a dict made by :meth:`to_dict` and return its metadata part."""
@@ -544,58 +564,5 @@ def _host() -> str:
     return socket.gethostname()
 
 
-def load_run(path: str | os.PathLike[str], auto_upload: bool = False,
-             folder: str | None = None, make_folder: bool | None = None,
-             conflict_strategy: str | None = None) -> Run:
-    """Open a run directory written by :func:`create_run` (while it runs or after).
-
-    The upload arguments, when given, are validated and replace the stored ones. A run
-    whose writer died without a word reports its status as ``Crashed``. A loaded run is
-    read-only (``log`` raises :class:`~em_core.errors.RunFinishedError`) until
-    :meth:`Run.resume` reopens it.
-
-    Raises:
-        NotARunError: ``path`` is not a run directory.
-        CorruptRunError: its metadata file is damaged (reported with its path).
-    """
-    p = _validate.path(path, "path")
-    if not p.is_dir():
-        raise NotARunError(f"no run directory at {str(p)!r}")
-    if not (p / META_FILE).is_file():
-        raise NotARunError(f"{str(p)!r} is not an em run directory (no {META_FILE})")
-    meta = read_json(p / META_FILE)
-    if not isinstance(meta, dict) or meta.get("kind") != "run":
-        raise NotARunError(f"{str(p / META_FILE)!r} does not describe an em run")
-    version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise NotARunError(f"{str(p)!r} has run format version {version!r}; this em reads up "
-                           f"to {FORMAT_VERSION}")
-    upload = dict(meta.get("upload") or {})
-    if _validate.flag(auto_upload, "auto_upload"):
-        upload["auto_upload"] = True
-    if folder is not None:
-        upload["folder"] = _validate.folder(folder)
-    if make_folder is not None:
-        upload["make_folder"] = _validate.flag(make_folder, "make_folder")
-    if conflict_strategy is not None:
-        upload["conflict_strategy"] = _validate.conflict_strategy(conflict_strategy)
-    meta["upload"] = upload
-    meta.setdefault("associations", {})
-    meta.setdefault("hparams", {})
-    try:
-        run = Run(p, meta, writable=False)
-        _check_meta(run)
-    except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as e:
-        raise CorruptRunError(f"metadata file {str(p / META_FILE)!r} is damaged: "
-                              f"{type(e).__name__}: {e}") from e
-    return run
-
-
-def _check_meta(run: Run) -> None:
-    """Touch every field a reader prints, so a crafted run.json fails here, at load."""
-    for attr in ("name", "alternative_name", "start_timestamp", "labels", "description"):
-        getattr(run, attr)
-    if (not isinstance(run.labels, list) or not isinstance(run.start_timestamp, str)
-            or not isinstance(run._meta["hparams"], dict)):
-        raise TypeError("labels must be a list, start_timestamp a string, hparams an object")
-    run.status  # noqa: B018
+# load_run lives in its own module (run.py stays small); re-exported here for old imports.
+from ._load import load_run  # noqa: E402

@@ -56,7 +56,7 @@ def test_flipped_schema_byte_gives_an_unreadable_row_not_a_crash(
     path = Path(str(bad.local)) / "metrics.bin"
     data = bytearray(path.read_bytes())
     i = data.index(b'"kinds": "d"') + len(b'"kinds": "')
-    data[i] = ord("x")  # a struct code that does not exist: struct.error before the fix
+    data[i] = ord("z")  # a struct code that does not exist: struct.error before the fix
     path.write_bytes(bytes(data))
     rc, out, _ = _em(["ls"], capsys)
     assert rc == 0
@@ -277,3 +277,104 @@ def test_ls_does_not_read_records_of_finished_runs(
     monkeypatch.setattr(em.Run, "metric_records", boom)
     rc, out, _ = _em(["ls"], capsys)
     assert rc == 0 and "train/loss=0.05" in out
+
+
+# ------------------------------------------------------------------ 8: stale loaded copies
+_OWNER = """
+import sys, em_core as em
+run = em.create_run(name="owner", hparams={"lr": 0.1})
+run.log("train", {"loss": 1.0}, step=0)
+print(run.local, flush=True)
+sys.stdin.readline()            # the test works on its loaded copy meanwhile
+art = em.create_artifact("model")
+run.mark_output(art)
+run.finish()
+print("done", flush=True)
+sys.stdin.readline()
+"""
+
+
+def _owner_proc() -> tuple[subprocess.Popen[str], Path]:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-c", _OWNER], env=env, text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    return proc, Path(proc.stdout.readline().strip())
+
+
+def _step(proc: subprocess.Popen[str], expect: str | None = None) -> None:
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write("\n")
+    proc.stdin.flush()
+    if expect is not None:
+        assert proc.stdout.readline().strip() == expect
+
+
+def test_stale_copy_marked_while_owner_alive_loses_nothing() -> None:
+    proc, run_dir = _owner_proc()
+    try:
+        stale = em.load_run(run_dir)
+        reader = em.create_run(name="reader")
+        assert isinstance(reader, em.Run)
+        reader.mark_input(stale)                   # the owner is alive and still writing
+        _step(proc, "done")                        # owner marks its output and finishes
+        _step(proc)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+    reader.finish()
+    final = em.load_run(run_dir)
+    assert final.status is em.Status.COMPLETE and final.hparams["lr"] == 0.1
+    assoc = final.associations
+    assert [e["alternative_name"] for e in assoc["input_of"]] == [reader.alternative_name]
+    assert [e["kind"] for e in assoc["outputs"]] == ["artifact"]
+    assert final.to_dict()["associations"] == assoc
+    assert (run_dir / "associations.jsonl").exists()
+
+
+def test_stale_copy_marked_after_owner_finished_keeps_status_and_hparams(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    proc, run_dir = _owner_proc()
+    try:
+        stale = em.load_run(run_dir)               # loaded while Running
+        _step(proc, "done")
+        _step(proc)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+    with pytest.raises(em.errors.RunFinishedError, match="read-only.*resume"):
+        stale.hparams["lr"] = 0.5
+    assert stale.hparams["lr"] == 0.1
+    reader = em.create_run(name="reader")
+    assert isinstance(reader, em.Run)
+    reader.mark_input(stale)
+    stale.mark_output(reader)                     # either side may be the stale one
+    reader.finish()
+    final = em.load_run(run_dir)
+    assert final.status is em.Status.COMPLETE and final.hparams.as_dict() == {"lr": 0.1}
+    assert [e["alternative_name"] for e in final.associations["input_of"]] == [
+        reader.alternative_name]
+    assert len(final.associations["outputs"]) == 2  # the owner's artifact and the reader
+    rc, out, _ = _em(["show", str(run_dir)], capsys)
+    assert rc == 0 and f"input_of: run {reader.alternative_name}" in out
+
+
+_MARKER = """
+import sys, em_core as em
+art = em.load_artifact(sys.argv[1])
+run = em.create_run(name="user" + sys.argv[2])
+run.mark_input(art)
+run.finish()
+"""
+
+
+def test_artifact_loaded_in_two_processes_keeps_both_associations() -> None:
+    art = em.create_artifact("data")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    procs = [subprocess.Popen([sys.executable, "-c", _MARKER, str(art.local), str(i)], env=env)
+             for i in range(2)]
+    assert [p.wait(timeout=60) for p in procs] == [0, 0]
+    loaded = em.load_artifact(art.local)
+    users = sorted(e["name"] for e in loaded.associations["input_of"])
+    assert users == ["user0", "user1"]
+    assert sorted(e["name"] for e in art.associations["input_of"]) == users
