@@ -100,6 +100,16 @@ class Artifact(Recorded):
         """``{obj_path: {'kind': 'file'|'reference', 'size', 'sha256', 'uri'}}``."""
         return {k: dict(v) for k, v in self._meta["objects"].items()}
 
+    @property
+    def partial_files(self) -> list[str]:
+        """Leftover ``.part`` files of copies a killed process never finished, relative to
+        ``files/``. They are never objects (``objects`` comes from artifact.json only)."""
+        base = self._path / FILES_DIR
+        if not base.is_dir():
+            return []
+        return sorted(p.relative_to(base).as_posix() for p in base.rglob(".*.part")
+                      if p.is_file())
+
 
     def file_path(self, obj_path: str) -> str:
         """Where the copy of a file object lies on disk."""

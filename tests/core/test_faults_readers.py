@@ -378,3 +378,15 @@ def test_artifact_loaded_in_two_processes_keeps_both_associations() -> None:
     users = sorted(e["name"] for e in loaded.associations["input_of"])
     assert users == ["user0", "user1"]
     assert sorted(e["name"] for e in art.associations["input_of"]) == users
+
+
+def test_part_files_of_a_killed_copy_are_not_objects(tmp_path: Path) -> None:
+    src = tmp_path / "w.bin"
+    src.write_bytes(b"weights")
+    art = em.create_artifact("model")
+    art.add_file(src, obj_path="weights/")
+    # what a process killed in the middle of add_file leaves behind
+    (Path(art.local) / "files" / "weights" / ".big.bin.part").write_bytes(b"half")
+    loaded = em.load_artifact(art.local)
+    assert list(loaded.objects) == ["weights/w.bin"]
+    assert loaded.partial_files == ["weights/.big.bin.part"]
