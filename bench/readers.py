@@ -22,9 +22,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-_CHILD = ("import resource, sys\nfrom em_core.cli import main\nrc = 0\ntry:\n"
+# VmHWM, not ru_maxrss: ru_maxrss survives execve, so it would report the parent's peak.
+_CHILD = ("import sys\nfrom em_core.cli import main\nrc = 0\ntry:\n"
           "    rc = main(sys.argv[1:])\nexcept SystemExit as e:\n    rc = e.code or 0\n"
-          "sys.stderr.write('MAXRSS %d\\n' % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+          "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0]\n"
+          "sys.stderr.write('MAXRSS %s\\n' % hwm.split()[1])\n"
           "sys.exit(rc)\n")
 
 
@@ -44,6 +46,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--records", type=int, default=1_000_000)
     ap.add_argument("--copies", type=int, default=100)
+    ap.add_argument("--no-export", action="store_true", help="skip the (slow) export")
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="em-bench-readers-"))
     env = dict(os.environ, PYTHONPATH=str(REPO), EM_RUN_PARENT_DIR=str(tmp / "runs"))
@@ -80,6 +83,8 @@ def main() -> None:
         (nosum / "run.json").write_text(json.dumps(m))
         wall, rss = _cmd(["show", str(nosum)], env)
         print(f"em show, no summary (streaming scan): {wall:.2f} s, peak RSS {rss:.0f} MiB")
+        if a.no_export:
+            return
         wall, rss = _cmd(["export", str(src), "-o", str(tmp / "out.csv")], env)
         print(f"em export csv (long form): {wall:.2f} s, peak RSS {rss:.0f} MiB, "
               f"{(tmp / 'out.csv').stat().st_size / 2**20:.0f} MiB written")

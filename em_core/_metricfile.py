@@ -222,7 +222,15 @@ def _scan_raw(buf: bytes | mmap.mmap) -> Iterator[
     pos = hsize
     schemas: dict[int, tuple[tuple[str, tuple[str, ...]], struct.Struct]] = {}
     head, trail = _HEAD.unpack_from, _TRAIL.unpack_from
+    # Pages already scanned are dropped from this process's resident set (they stay in the
+    # page cache), so reading a big log keeps memory flat, not growing with the file.
+    drop = _WINDOW if isinstance(buf, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED") else n
+    dropped = 0
     while pos + 12 <= n:
+        if pos - dropped >= drop:
+            assert isinstance(buf, mmap.mmap)
+            buf.madvise(mmap.MADV_DONTNEED, dropped, drop)
+            dropped += drop
         size, sid = head(buf, pos)
         if size < 12 or pos + size > n:
             break
