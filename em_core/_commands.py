@@ -13,12 +13,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from ._metricfile import Record
+from ._metricfile import from_json_number, iter_records, json_number, summarize
 from ._paths import run_parent_dir
 from .errors import CorruptRunError, EmError
-from .run import META_FILE, Run, load_run, ts_iso
+from .run import META_FILE, METRICS_FILE, Run, load_run, ts_iso
 
-__all__ = ["run_builtin"]
+__all__ = ["WIDE_MAX_COLUMNS", "run_builtin"]
+
+WIDE_MAX_COLUMNS = 1000  # `em export --wide`: metric columns beyond this are refused
+INCOMPLETE = "incomplete (no run.json)"
 
 
 def _default_dir() -> Path:
@@ -26,9 +29,11 @@ def _default_dir() -> Path:
 
 
 def _run_dirs(parent: Path) -> list[Path]:
+    """Every run directory under ``parent``, also those with no run.json (a run killed
+    between mkdir and its first write), so that nothing is hidden."""
     if not parent.is_dir():
         return []
-    return sorted((p for p in parent.iterdir() if (p / META_FILE).is_file()),
+    return sorted((p for p in parent.iterdir() if p.is_dir() and not p.name.startswith(".")),
                   key=lambda p: p.name)
 
 
@@ -36,47 +41,68 @@ def _resolve(ref: str, parent: Path) -> Path:
     p = Path(ref)
     if (p / META_FILE).is_file():
         return p
-    candidates = [d for d in _run_dirs(parent) if d.name == ref]
+    dirs = [d for d in _run_dirs(parent) if (d / META_FILE).is_file()]
+    candidates = [d for d in dirs if d.name == ref]
     if not candidates:
         by_name = []
-        for d in _run_dirs(parent):
+        for d in dirs:
             try:
-                if json.loads((d / META_FILE).read_text("utf-8")).get("name") == ref:
+                meta = json.loads((d / META_FILE).read_text("utf-8"))
+                if isinstance(meta, dict) and meta.get("name") == ref:
                     by_name.append(d)
-            except (OSError, ValueError):
+            except (OSError, ValueError, RecursionError):
                 continue
         candidates = sorted(by_name, key=lambda d: d.stat().st_mtime)
     if not candidates:
-        raise EmError(f"no run {ref!r}: not a run directory, nor a run name under {str(parent)!r}")
+        if p.is_dir():
+            raise EmError(f"{_safe(str(p))!r} is not a readable run: {INCOMPLETE}")
+        raise EmError(f"no run {_safe(ref)!r}: not a run directory, nor a run name under "
+                      f"{_safe(str(parent))!r}")
     return candidates[-1]
 
 
-def _fmt_num(v: float | int) -> str:
-    if isinstance(v, int):
-        return str(v)
+def _safe(text: Any) -> str:
+    """``text`` with control characters (C0, DEL, C1, bidi and other format characters,
+    line separators) written as escapes (``\\x1b``, ``\\r``, ``\\u202e``), so a name cannot
+    drive the terminal."""
+    s = str(text)
+    if s.isprintable():
+        return s
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in s)
+
+
+def _fmt_num(v: Any) -> str:
+    v = from_json_number(v)
+    if isinstance(v, int) or not isinstance(v, float):
+        return _safe(v)
     if math.isnan(v) or math.isinf(v):
         return str(v)
     return f"{v:.6g}"
 
 
-def _duration(run: Run) -> str:
+def _summary_of(run: Run) -> dict[str, Any]:
+    """The metric summary: the one in run.json when it covers the whole metric log (a
+    finished run), else a streaming scan of the log (flat memory)."""
+    path = Path(str(run.local)) / METRICS_FILE
+    if not path.exists():
+        return {"bytes": 0, "metrics": []}
+    stored = run._meta.get("summary")
+    if (isinstance(stored, dict) and stored.get("bytes") == path.stat().st_size
+            and isinstance(stored.get("metrics"), list)):
+        return stored
+    return summarize(path)
+
+
+def _duration(run: Run, summary: dict[str, Any]) -> str:
     start = datetime.fromisoformat(run.start_timestamp)
     end = datetime.fromisoformat(run.end_timestamp) if run.end_timestamp else None
     if end is None:
-        recs = run.metric_records()
-        end = datetime.fromtimestamp(recs[-1].time).astimezone() if recs else start
+        times = [m["time"] for m in summary["metrics"]]
+        end = datetime.fromtimestamp(max(times)).astimezone() if times else start
     secs = int((end - start).total_seconds())
     h, rem = divmod(secs, 3600)
     m, s = divmod(rem, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
-def _last_values(records: Sequence[Record]) -> dict[str, float | int]:
-    last: dict[str, float | int] = {}
-    for r in records:
-        for k, v in r.values.items():
-            last[f"{r.type}/{k}"] = v
-    return last
 
 
 def _table(rows: list[list[str]], out: TextIO, indent: str = "") -> None:
@@ -85,20 +111,29 @@ def _table(rows: list[list[str]], out: TextIO, indent: str = "") -> None:
         out.write(indent + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() + "\n")
 
 
+def _ls_row(d: Path) -> list[str]:
+    if not (d / META_FILE).exists():
+        return [_safe(d.name), INCOMPLETE, "", "", ""]
+    run = load_run(d)
+    summary = _summary_of(run)
+    last = "  ".join(f"{_safe(m['type'])}/{_safe(m['name'])}={_fmt_num(m['last'])}"
+                     for m in summary["metrics"])
+    return [_safe(run.alternative_name), run.status.value, _safe(run.start_timestamp[:19]),
+            _duration(run, summary), last]
+
+
 def cmd_ls(args: argparse.Namespace, out: TextIO) -> int:
+    """List runs: one row each, also for runs that cannot be read (saying why)."""
     parent = Path(args.dir) if args.dir else _default_dir()
     rows = [["RUN", "STATUS", "START", "DURATION", "LAST METRICS"]]
     for d in _run_dirs(parent):
         try:
-            run = load_run(d)
-            recs = run.metric_records()
-            last = "  ".join(f"{k}={_fmt_num(v)}" for k, v in _last_values(recs).items())
-            rows.append([run.alternative_name, run.status.value, run.start_timestamp[:19],
-                         _duration(run), last])
-        except (EmError, OSError, ValueError) as e:
-            rows.append([d.name, "unreadable", "", "", str(e)[:80]])
+            rows.append(_ls_row(d))
+        except Exception as e:  # noqa: BLE001 - one damaged run must not hide the others
+            rows.append([_safe(d.name), "unreadable", "", "",
+                         _safe(f"{type(e).__name__}: {e}")[:120]])
     if len(rows) == 1:
-        out.write(f"no runs under {str(parent)!r}\n")
+        out.write(f"no runs under {_safe(str(parent))!r}\n")
         return 0
     _table(rows, out)
     return 0
@@ -113,64 +148,70 @@ def _flatten(d: Any, prefix: str = "") -> list[tuple[str, Any]]:
     return [(prefix[:-1], d)]
 
 
-def _summary(records: Sequence[Record]) -> list[list[str]]:
-    stats: dict[tuple[str, str], list[Any]] = {}
-    for r in records:
-        for k, v in r.values.items():
-            s = stats.get((r.type, k))
-            if s is None:
-                stats[(r.type, k)] = [1, r.step, r.step, v, v, v]
-                continue
-            s[0] += 1
-            s[2] = r.step
-            s[3] = v
-            if not (isinstance(v, float) and math.isnan(v)):
-                s[4] = v if (isinstance(s[4], float) and math.isnan(s[4])) else min(s[4], v)
-                s[5] = v if (isinstance(s[5], float) and math.isnan(s[5])) else max(s[5], v)
+def _summary_rows(summary: dict[str, Any]) -> list[list[str]]:
     rows = [["TYPE", "METRIC", "POINTS", "STEPS", "LAST", "MIN", "MAX"]]
-    for (t, k), (n, first, lst, last, lo, hi) in stats.items():
-        rows.append([t, k, str(n), f"{first}..{lst}", _fmt_num(last), _fmt_num(lo), _fmt_num(hi)])
+    for m in summary["metrics"]:
+        first = m.get("first_step", "")
+        rows.append([_safe(m["type"]), _safe(m["name"]), str(m["count"]),
+                     f"{first}..{m['step']}", _fmt_num(m["last"]),
+                     "-" if m["min"] is None else _fmt_num(m["min"]),
+                     "-" if m["max"] is None else _fmt_num(m["max"])])
     return rows
 
 
 def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
-    run = load_run(_resolve(args.run, Path(args.dir) if args.dir else _default_dir()))
+    """Show one run; its metrics as a summary read in one streaming pass."""
+    d = _resolve(args.run, Path(args.dir) if args.dir else _default_dir())
+    try:
+        _show(load_run(d), out)
+    except (CorruptRunError, EmError, OSError):
+        raise
+    except Exception as e:
+        raise CorruptRunError(f"run {_safe(str(d))!r} is damaged: "
+                              f"{_safe(type(e).__name__)}: {_safe(e)}") from e
+    return 0
+
+
+def _show(run: Run, out: TextIO) -> None:
     w = out.write
-    w(f"Run          {run.name}  ({run.alternative_name})\n")
-    w(f"Directory    {run.local}\n")
+    e = _safe
+    summary = _summary_of(run)
+    w(f"Run          {e(run.name)}  ({e(run.alternative_name)})\n")
+    w(f"Directory    {e(run.local)}\n")
     w(f"Status       {run.status.value}\n")
-    w(f"Started      {run.start_timestamp}\n")
-    w(f"Ended        {run.end_timestamp or '-'}  (duration {_duration(run)})\n")
+    w(f"Started      {e(run.start_timestamp)}\n")
+    w(f"Ended        {e(run.end_timestamp or '-')}  (duration {_duration(run, summary)})\n")
     if run.labels:
-        w(f"Labels       {', '.join(run.labels)}\n")
+        w(f"Labels       {e(', '.join(map(str, run.labels)))}\n")
     if run.description:
-        w(f"Description  {run.description}\n")
+        w(f"Description  {e(run.description)}\n")
     if run.error:
-        w(f"Error        {run.error.get('type') or ''}: {run.error.get('message')}\n")
+        w(f"Error        {e(run.error.get('type') or '')}: {e(run.error.get('message'))}\n")
     w("\nHyperparameters\n")
     for k, v in _flatten(run.hparams.as_dict()) if len(run.hparams) else []:
-        w(f"  {k} = {json.dumps(v)}\n")
+        w(f"  {e(k)} = {e(json.dumps(v))}\n")
     p = run.platform
     w("\nPlatform\n")
-    w(f"  host {p.get('hostname')}, {(p.get('os') or {}).get('platform')}\n")
-    w(f"  python {(p.get('python') or {}).get('version')}, {(p.get('cpu') or {}).get('count')} "
-      f"CPUs, memory {p.get('memory_bytes')} bytes\n")
+    w(f"  host {e(p.get('hostname'))}, {e((p.get('os') or {}).get('platform'))}\n")
+    w(f"  python {e((p.get('python') or {}).get('version'))}, "
+      f"{e((p.get('cpu') or {}).get('count'))} CPUs, memory {e(p.get('memory_bytes'))} bytes\n")
     for g in p.get("gpus") or []:
-        w(f"  GPU {g.get('index')}: {g.get('name')} ({g.get('memory_total_mb')} MiB)\n")
+        w(f"  GPU {e(g.get('index'))}: {e(g.get('name'))} ({e(g.get('memory_total_mb'))} MiB)\n")
     if p.get("packages"):
-        w("  packages " + ", ".join(f"{k} {v}" for k, v in sorted(p["packages"].items())) + "\n")
+        w("  packages " + e(", ".join(f"{k} {v}" for k, v in sorted(p["packages"].items())))
+          + "\n")
     if p.get("command"):
-        w(f"  command {' '.join(p['command'])}\n")
+        w(f"  command {e(' '.join(map(str, p['command'])))}\n")
     g = run.git
     w("\nGit\n")
     if g:
         dirty = " (dirty)" if g.get("dirty") else ""
-        w(f"  {g.get('remote_url') or '(no remote)'}  branch {g.get('branch')}  commit "
-          f"{(g.get('commit') or '')[:12]}{dirty}  entry point {g.get('entry_point')}\n")
+        w(f"  {e(g.get('remote_url') or '(no remote)')}  branch {e(g.get('branch'))}  commit "
+          f"{e((g.get('commit') or '')[:12])}{dirty}  entry point {e(g.get('entry_point'))}\n")
     else:
         w("  (not in a git repository)\n")
     w("\nMetrics\n")
-    rows = _summary(run.metric_records())
+    rows = _summary_rows(summary)
     if len(rows) > 1:
         _table(rows, out, indent="  ")
     else:
@@ -180,30 +221,65 @@ def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
     if not any(assoc.values()):
         w("  (no artifacts or runs marked)\n")
     for key, entries in assoc.items():
-        for e in entries:
-            w(f"  {key}: {e.get('kind')} {e.get('alternative_name')}  {e.get('local')}\n")
-    return 0
+        for x in entries:
+            w(f"  {e(key)}: {e(x.get('kind'))} {e(x.get('alternative_name'))}  "
+              f"{e(x.get('local'))}\n")
+
+
+def _num(v: int | float) -> str:
+    return repr(v)  # nan, inf, -inf for non-finite floats: float() reads them back
 
 
 def cmd_export(args: argparse.Namespace, out: TextIO) -> int:
-    run = load_run(_resolve(args.run, Path(args.dir) if args.dir else _default_dir()))
-    records = run.metric_records()
+    """Export a run's metrics, streamed (flat memory in the run's size).
+
+    CSV (default) is long form, one row per value: ``type,name,step,epoch,timestamp,value``
+    (non-finite values as ``nan``, ``inf``, ``-inf``). ``--wide`` writes one row per
+    ``log`` call with one column per metric name, refused beyond WIDE_MAX_COLUMNS names.
+    JSONL is one strict-JSON object per ``log`` call, ``{"type", "step", "epoch",
+    "timestamp", "values"}``, with NaN and infinities as the strings "NaN", "Infinity",
+    "-Infinity".
+    """
+    d = _resolve(args.run, Path(args.dir) if args.dir else _default_dir())
+    run = load_run(d)
+    path = Path(str(run.local)) / METRICS_FILE
+    if not path.exists():
+        return 0
+    names: dict[str, None] = {}
+    if args.format == "csv" and args.wide:
+        for r in iter_records(path):
+            names.update(dict.fromkeys(r.values))
+            if len(names) > WIDE_MAX_COLUMNS:
+                raise EmError(f"run {_safe(run.alternative_name)!r} has more than "
+                              f"{WIDE_MAX_COLUMNS} metric names: too many columns for --wide; "
+                              "use the default long form")
     dest: TextIO = open(args.output, "w", newline="", encoding="utf-8") if args.output else out
+    # Escape control characters only for a terminal: a file gets the names as recorded.
+    e = _safe if dest is out and out.isatty() else str
     try:
         if args.format == "jsonl":
-            for r in records:
-                dest.write(json.dumps({"type": r.type, "step": r.step, "epoch": r.epoch,
-                                       "timestamp": ts_iso(r.time), "values": r.values}) + "\n")
-        else:
-            names: dict[str, None] = {}
-            for r in records:
-                names.update(dict.fromkeys(r.values))
+            for r in iter_records(path):
+                dest.write(json.dumps(
+                    {"type": e(r.type), "step": r.step, "epoch": r.epoch,
+                     "timestamp": ts_iso(r.time),
+                     "values": {e(k): json_number(v) for k, v in r.values.items()}},
+                    allow_nan=False) + "\n")
+        elif args.wide:
             writer = csv.writer(dest, lineterminator="\n")
-            writer.writerow(["type", "step", "epoch", "timestamp", *names])
-            for r in records:
-                writer.writerow([r.type, r.step, "" if r.epoch is None else r.epoch,
+            writer.writerow(["type", "step", "epoch", "timestamp", *map(e, names)])
+            for r in iter_records(path):
+                writer.writerow([e(r.type), r.step, "" if r.epoch is None else r.epoch,
                                  ts_iso(r.time), *("" if (v := r.values.get(n)) is None else
-                                                   repr(v) for n in names)])
+                                                   _num(v) for n in names)])
+        else:
+            writer = csv.writer(dest, lineterminator="\n")
+            writer.writerow(["type", "name", "step", "epoch", "timestamp", "value"])
+            for r in iter_records(path):
+                epoch = "" if r.epoch is None else r.epoch
+                ts = ts_iso(r.time)
+                t = e(r.type)
+                for k, v in r.values.items():
+                    writer.writerow([t, e(k), r.step, epoch, ts, _num(v)])
     finally:
         if dest is not out:
             dest.close()
@@ -222,7 +298,14 @@ def _parser(plugins: Sequence[str]) -> argparse.ArgumentParser:
         p.add_argument("--dir", help="where to look up run names (default $EM_RUN_PARENT_DIR "
                                      "or .em/runs)")
         if name == "export":
-            p.add_argument("--format", choices=["csv", "jsonl"], default="csv")
+            p.add_argument("--format", choices=["csv", "jsonl"], default="csv",
+                           help="csv: long form, one row per value (type,name,step,epoch,"
+                                "timestamp,value; non-finite as nan/inf/-inf); jsonl: one "
+                                "strict-JSON object per log call, NaN and infinities as the "
+                                "strings \"NaN\", \"Infinity\", \"-Infinity\"")
+            p.add_argument("--wide", action="store_true",
+                           help="csv with one column per metric name (refused beyond "
+                                f"{WIDE_MAX_COLUMNS} names)")
             p.add_argument("-o", "--output", help="file to write (default: standard output)")
     for name in plugins:
         sub.add_parser(name, help=f"see 'em {name} --help'", add_help=False)

@@ -48,7 +48,8 @@ def read_json(path: str | os.PathLike[str]) -> Any:
     raw = path.read_bytes()
     try:
         return json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        # RecursionError: a crafted file nesting arrays thousands deep
         raise CorruptRunError(
             f"metadata file {str(path)!r} is damaged and cannot be read ({e}); "
             "em leaves it as it is: restore it from a backup or delete the directory"

@@ -106,9 +106,13 @@ class Artifact(Recorded):
     change what was recorded. Adding to an ``obj_path`` that exists replaces that object.
     """
 
-    def __init__(self, path: Path, meta: dict[str, Any]) -> None:
+    def __init__(self, path: Path, meta: dict[str, Any], *, owner: bool = True) -> None:
         self._path = path
         self._meta = meta
+        self._owner = owner  # a loaded copy appends associations to associations.jsonl
+
+    def _owns_meta(self) -> bool:
+        return self._owner
 
     def _save(self) -> None:
         write_json_atomic(self._path / META_FILE, self._meta)
@@ -123,6 +127,16 @@ class Artifact(Recorded):
         """``{obj_path: {'kind': 'file'|'reference'|'link', 'size', 'sha256', 'uri',
         'target'}}``."""
         return {k: dict(v) for k, v in self._meta["objects"].items()}
+
+    @property
+    def partial_files(self) -> list[str]:
+        """Leftover ``.part`` files of copies a killed process never finished, relative to
+        ``files/``. They are never objects (``objects`` comes from artifact.json only)."""
+        base = self._path / FILES_DIR
+        if not base.is_dir():
+            return []
+        return sorted(p.relative_to(base).as_posix() for p in base.rglob(".*.part")
+                      if p.is_file())
 
 
     def file_path(self, obj_path: str) -> str:
@@ -198,7 +212,9 @@ class Artifact(Recorded):
 
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self._meta)
+        d = dict(self._meta)
+        d["associations"] = self.associations
+        return d
 
     @classmethod
     def parse_from_dict(cls, d: Mapping[str, Any]) -> dict[str, Any]:
@@ -244,4 +260,4 @@ def load_artifact(path: str | os.PathLike[str]) -> Artifact:
     if not isinstance(meta, dict) or meta.get("kind") != "artifact":
         raise NotARunError(f"{str(p / META_FILE)!r} does not describe an em artifact")
     meta.setdefault("associations", {})
-    return Artifact(p, meta)
+    return Artifact(p, meta, owner=False)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import builtins
 import errno
+import json
 import logging
 import os
 import secrets
@@ -25,13 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from . import _lifecycle, _logpath, _validate
-from ._files import read_json, write_json_atomic
+from ._files import write_json_atomic
 from ._lifecycle import Status, error_info
-from ._metricfile import MetricWriter, Record, read_records
+from ._metricfile import MetricWriter, Record, read_records, summary_for_meta
 from ._paths import RUN_PARENT_DEFAULT, RUN_PARENT_ENV, parent_dir
 from ._recorded import Recorded
 from .dist import dist_info
-from .errors import NotARunError, RunFinishedError
+from .errors import RunFinishedError
 from .hparams import Hyperparameters
 
 __all__ = ["NoOpRun", "Run", "create_run", "load_run"]
@@ -89,7 +90,10 @@ class Run(Recorded):
         self._fast: dict[Any, Any] = _EMPTY
         self._liveness: _lifecycle.LivenessLock | None = None
         self._forked = False  # set in a forked child: the run is its parent's (see _logpath)
-        self._hparams = Hyperparameters(on_change=self._save, _shared=meta["hparams"])
+        self._owner = writable  # only the writing process rewrites run.json
+        self._hparams_saved = None if writable else json.loads(json.dumps(meta["hparams"]))
+        self._hparams = Hyperparameters(on_change=self._hparams_changed,
+                                        _shared=meta["hparams"])
         _logpath.track(self)
         if writable:
             self._liveness = _lifecycle.LivenessLock(str(path))
@@ -122,6 +126,29 @@ class Run(Recorded):
                     write_json_atomic(self._path / META_FILE, self._meta)
             finally:
                 self._save_depth -= 1
+
+    def _owns_meta(self) -> bool:
+        return self._owner
+
+    def _hparams_changed(self) -> None:
+        if self._owner:
+            self._save()
+            return
+        data = self._meta["hparams"]  # undo: a loaded copy must not diverge from the file
+        data.clear()
+        data.update(json.loads(json.dumps(self._hparams_saved)))
+        raise RunFinishedError(f"run {self.alternative_name!r} was loaded read-only; call "
+                               "resume() to change its hyperparameters (only the process that "
+                               "writes a run changes its run.json)")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything about the run as plain data, metrics included."""
+        d = dict(self._meta)
+        d["status"] = self.status.value
+        d["hparams"] = self._hparams.as_dict()
+        d["associations"] = self.associations
+        d["metrics"] = self.metrics
+        return d
 
     @property
     def start_timestamp(self) -> str:
@@ -290,6 +317,7 @@ class Run(Recorded):
             if self._writer is not None:
                 self._writer.close()
                 self._writer = None
+                self._meta["summary"] = summary_for_meta(self._path / METRICS_FILE)
                 write_json_atomic(self._path / META_FILE, self._meta, fsync=True)
             if self._liveness is not None:
                 self._liveness.release()
@@ -319,9 +347,11 @@ class Run(Recorded):
             liveness.release()  # a full disk must not leave the run looking alive
             raise
         self._liveness = liveness
+        self._owner = True
         self._fast = self._writer.fast
         self._meta["status"] = Status.RUNNING.value
         self._meta["end_timestamp"] = None
+        self._meta.pop("summary", None)
         self._meta["error"] = None
         self._meta["process"] = {**(self._meta.get("process") or {}), "host": _host(),
                                  "pid": os.getpid(), "boot_id": _lifecycle.boot_id()}
@@ -341,14 +371,6 @@ class Run(Recorded):
             wait_for(self)
 
     # ----------------------------------------------------------------- dicts
-    def to_dict(self) -> dict[str, Any]:
-        """Everything about the run as plain data, metrics included."""
-        d = dict(self._meta)
-        d["status"] = self.status.value
-        d["hparams"] = self._hparams.as_dict()
-        d["metrics"] = self.metrics
-        return d
-
     @classmethod
     def parse_from_dict(cls, d: Mapping[str, Any]) -> dict[str, Any]:
         """Validate a dict made by :meth:`to_dict` and return its metadata part."""
@@ -529,45 +551,5 @@ def _host() -> str:
     return socket.gethostname()
 
 
-def load_run(path: str | os.PathLike[str], auto_upload: bool = False,
-             folder: str | None = None, make_folder: bool | None = None,
-             conflict_strategy: str | None = None) -> Run:
-    """Open a run directory written by :func:`create_run` (while it runs or after).
-
-    The upload arguments, when given, are validated and replace the stored ones. A run
-    whose writer died without a word reports its status as ``Crashed``. A loaded run is
-    read-only (``log`` raises :class:`~em_core.errors.RunFinishedError`) until
-    :meth:`Run.resume` reopens it.
-
-    Raises:
-        NotARunError: ``path`` is not a run directory.
-        CorruptRunError: its metadata file is damaged (reported with its path).
-    """
-    p = _validate.path(path, "path")
-    if not p.is_dir():
-        from ._remote import is_remote_candidate, load_run_remote
-        if is_remote_candidate(path):  # a server path: '/user/folder/name' or 'folder/name'
-            return load_run_remote(str(path))  # type: ignore[no-any-return]
-        raise NotARunError(f"no run directory at {str(p)!r}")
-    if not (p / META_FILE).is_file():
-        raise NotARunError(f"{str(p)!r} is not an em run directory (no {META_FILE})")
-    meta = read_json(p / META_FILE)
-    if not isinstance(meta, dict) or meta.get("kind") != "run":
-        raise NotARunError(f"{str(p / META_FILE)!r} does not describe an em run")
-    version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise NotARunError(f"{str(p)!r} has run format version {version!r}; this em reads up "
-                           f"to {FORMAT_VERSION}")
-    upload = dict(meta.get("upload") or {})
-    if _validate.flag(auto_upload, "auto_upload"):
-        upload["auto_upload"] = True
-    if folder is not None:
-        upload["folder"] = _validate.folder(folder)
-    if make_folder is not None:
-        upload["make_folder"] = _validate.flag(make_folder, "make_folder")
-    if conflict_strategy is not None:
-        upload["conflict_strategy"] = _validate.conflict_strategy(conflict_strategy)
-    meta["upload"] = upload
-    meta.setdefault("associations", {})
-    meta.setdefault("hparams", {})
-    return Run(p, meta, writable=False)
+# load_run lives in its own module (run.py stays small); re-exported here for old imports.
+from ._load import load_run  # noqa: E402

@@ -46,12 +46,13 @@ def test_numpy_mlp_records_a_complete_run(tmp_path: Path) -> None:
     assert run.alternative_name in listed.stdout and "test/accuracy=" in listed.stdout
 
 
-def test_export_csv_has_one_row_per_record(tmp_path: Path) -> None:
+def test_export_csv_has_one_row_per_value(tmp_path: Path) -> None:
     proc = _run([str(REPO / "examples" / "numpy_mlp.py"), "--epochs", "1", "--name", "x"],
                 tmp_path)
     assert proc.returncode == 0, proc.stderr
     (run_dir,) = (tmp_path / "runs").iterdir()
     exported = _run(["-m", "em_core.cli", "export", str(run_dir), "--format", "csv"], tmp_path)
     lines = exported.stdout.splitlines()
-    assert lines[0].startswith("type,step,epoch,timestamp")
-    assert len(lines) - 1 == len(em.load_run(run_dir).metric_records())
+    assert lines[0] == "type,name,step,epoch,timestamp,value"
+    records = em.load_run(run_dir).metric_records()
+    assert len(lines) - 1 == sum(len(r.values) for r in records)
