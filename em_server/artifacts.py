@@ -106,6 +106,9 @@ def create_artifact(body: ArtifactCreate, request: Request, response: Response,
                 return JSONResponse({"detail": f"{len(missing)} file object(s) not uploaded yet",
                                      "missing": missing}, status_code=409)
             other = _by(conn, folder, name=target)
+            if other is not None and other.alternative_name == alt:  # a concurrent upload
+                response.status_code = 200
+                return _answer("existing", other)
             if other is not None:
                 if body.conflict_strategy == "skip":
                     response.status_code = 200
@@ -116,7 +119,12 @@ def create_artifact(body: ArtifactCreate, request: Request, response: Response,
                     conn.execute(delete(db.artifacts).where(db.artifacts.c.id == other.id))
                 else:
                     target = alt
-                    if _by(conn, folder, name=target) is not None:
+                    taken = _by(conn, folder, name=target)
+                    if taken is not None and taken.alternative_name == alt:
+                        # created meanwhile by a concurrent upload of this same run
+                        response.status_code = 200
+                        return _answer("existing", taken)
+                    if taken is not None:
                         raise HTTPException(409, f"artifact {target!r} already exists in {folder}")
             art_id = str(uuid.uuid4())
             conn.execute(insert(db.artifacts).values(

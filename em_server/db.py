@@ -7,6 +7,7 @@ an admin command opens the database; these table objects mirror the newest migra
 from __future__ import annotations
 
 import os
+import random
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -129,7 +130,7 @@ Index("artifacts_folder_name", artifacts.c.folder, artifacts.c.name, unique=True
 Index("artifacts_folder_alt", artifacts.c.folder, artifacts.c.alternative_name, unique=True)
 
 
-def retrying(fn: Callable[[], T], tries: int = 8) -> T:
+def retrying(fn: Callable[[], T], tries: int = 40) -> T:
     """Run a transaction function again when it lost a race with another writer (a unique
     name taken meanwhile, SQLite's snapshot moved on): the next try sees the winner's row."""
     for i in range(tries):
@@ -138,7 +139,7 @@ def retrying(fn: Callable[[], T], tries: int = 8) -> T:
         except (IntegrityError, OperationalError):
             if i == tries - 1:
                 raise
-            time.sleep(0.01 * (i + 1))
+            time.sleep(random.uniform(0.005, 0.02) * min(i + 1, 10))
     raise AssertionError("unreachable")
 
 

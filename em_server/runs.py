@@ -148,6 +148,9 @@ def create_run(body: RunCreate, request: Request, response: Response,
                 response.status_code = 200
                 return _answer("existing", same)
             other = _by_name(conn, folder, target)
+            if other is not None and other.alternative_name == alt:  # a concurrent upload
+                response.status_code = 200
+                return _answer("existing", other)
             if other is not None:
                 strategy = body.conflict_strategy
                 if strategy == "skip":
@@ -159,7 +162,12 @@ def create_run(body: RunCreate, request: Request, response: Response,
                     delete_runs(conn, [other.id])
                 else:
                     target = alt
-                    if _by_name(conn, folder, target) is not None:
+                    taken = _by_name(conn, folder, target)
+                    if taken is not None and taken.alternative_name == alt:
+                        # created meanwhile by a concurrent upload of this same run
+                        response.status_code = 200
+                        return _answer("existing", taken)
+                    if taken is not None:
                         raise HTTPException(409, f"run {target!r} already exists in {folder}")
             run_id = str(uuid.uuid4())
             conn.execute(insert(db.runs).values(id=run_id, folder=folder, name=target,

@@ -37,8 +37,10 @@ def test_two_servers_two_clients_nothing_lost_nothing_doubled(pair: list[Server]
         try:
             with srv.client(key) as c:
                 for meta, data in runs:
-                    rid = c.post("/runs", json={"folder": "/dana/scaled", "meta": meta,
-                                                "conflict_strategy": "new"}).json()["id"]
+                    made = c.post("/runs", json={"folder": "/dana/scaled", "meta": meta,
+                                                 "conflict_strategy": "new"})
+                    assert made.status_code in (200, 201), made.text
+                    rid = made.json()["id"]
                     cuts = boundaries(data)
                     picks = sorted(rnd.sample(cuts[1:-1], 8)) + [len(data)]
                     lo = 0
