@@ -19,6 +19,13 @@ def write_json_atomic(path: str | os.PathLike[str], data: Any, *, fsync: bool = 
     """
     path = Path(path)
     text = json.dumps(data, indent=1, sort_keys=False, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate (a non-UTF-8 byte of argv or a path, as Python decodes it) has
+        # no UTF-8 form: write every non-ASCII character as a JSON escape instead, which
+        # reads back as the same string.
+        text = json.dumps(data, indent=1, sort_keys=False, ensure_ascii=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide the run from other users' readers

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 CONFLICT_STRATEGIES = ("skip", "error", "new", "replace")
+# A file name holds 255 bytes; a run directory adds "_<yymmdd>_<hhmmss>_<6 random>".
+NAME_MAX_BYTES = 255 - 21
 
 # Metric types: aliases (matched case-insensitively) and their normal form.
 TYPE_ALIASES = {
@@ -30,6 +32,10 @@ def name(value: Any, what: str = "name") -> str:
                          "may not contain '/', '\\' or NUL, nor be '.' or '..'")
     if len(value) > 200:
         raise ValueError(f"{what} is {len(value)} characters long; at most 200 are allowed")
+    size = len(value.encode("utf-8", "surrogateescape"))
+    if size > NAME_MAX_BYTES:
+        raise ValueError(f"{what} {value[:40]!r}... is {size} bytes in UTF-8; at most "
+                         f"{NAME_MAX_BYTES} fit in a directory name with em's 21-byte suffix")
     return value
 
 

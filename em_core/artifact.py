@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import os
 import posixpath
+import re
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -36,7 +37,8 @@ def _clean_obj_path(obj_path: str, given: str | None = None) -> str:
     if not isinstance(obj_path, str):
         raise TypeError(f"obj_path must be a string, got {type(obj_path).__name__}: "
                         f"{obj_path!r}")
-    if obj_path.startswith(("/", "\\")) or (len(obj_path) > 1 and obj_path[1] == ":"):
+    # 'C:/x' and 'C:\\x' are Windows paths; 'a:b.txt' is a plain POSIX file name
+    if obj_path.startswith(("/", "\\")) or re.match(r"[A-Za-z]:[/\\]", obj_path):
         raise ValueError(f"obj_path {shown!r} is absolute; it must be a relative path "
                          "inside the artifact, such as 'model.pt' or 'ckpt/'")
     parts = obj_path.replace("\\", "/").split("/")

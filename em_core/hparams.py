@@ -10,10 +10,12 @@ metadata file at once.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import enum
 import math
 import os
+import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Any
@@ -61,6 +63,9 @@ def to_plain_dict(obj: Any, *, what: str = "hparams") -> dict[str, Any]:
 
 def sanitize(value: Any, path: str) -> Any:
     """A JSON-compatible copy of one hyperparameter value (see the module docstring)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 14_000:
+        raise ValueError(f"hyperparameter {path!r}: an int of {value.bit_length()} bits has more "
+                         "digits than JSON readers accept (4300); store it as a string")
     if value is None or isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, float):
@@ -126,19 +131,33 @@ class Hyperparameters(MutableMapping[str, Any]):
         {'optim': {'lr': 0.1, 'momentum': 0.9}}
     """
 
-    __slots__ = ("_data", "_on_change", "_prefix")
+    __slots__ = ("_data", "_lock", "_on_change", "_prefix")
 
     def __init__(self, data: Mapping[str, Any] | None = None, *,
                  on_change: Callable[[], None] | None = None, _prefix: str = "",
-                 _shared: dict[str, Any] | None = None) -> None:
+                 _shared: dict[str, Any] | None = None,
+                 _lock: threading.RLock | None = None) -> None:
         object.__setattr__(self, "_data", _shared if _shared is not None else
-                           (to_plain_dict(data) if data is not None else {}))
+                           (_plain(data, "hparams") if data is not None else {}))
         object.__setattr__(self, "_on_change", on_change)
         object.__setattr__(self, "_prefix", _prefix)
+        # Shared with the run's saves: a change and the save that writes it are one step, so
+        # a thread saving never iterates a dict another thread is changing.
+        object.__setattr__(self, "_lock", _lock if _lock is not None else threading.RLock())
 
-    def _changed(self) -> None:
-        if self._on_change is not None:
-            self._on_change()
+    def _change(self, mutate: Callable[[], None]) -> None:
+        """Apply ``mutate`` to the data and save, as one step; if the save fails the data is
+        put back as it was, so one bad change never spoils later saves."""
+        with self._lock:
+            before = copy.deepcopy(self._data)
+            try:
+                mutate()
+                if self._on_change is not None:
+                    self._on_change()
+            except BaseException:
+                self._data.clear()
+                self._data.update(before)
+                raise
 
     def _lookup(self, key: str) -> Any:
         data = self._data
@@ -163,18 +182,19 @@ class Hyperparameters(MutableMapping[str, Any]):
         value = self._lookup(key)
         if isinstance(value, dict):
             return Hyperparameters(on_change=self._on_change, _prefix=f"{self._prefix}{key}.",
-                                   _shared=value)
+                                   _shared=value, _lock=self._lock)
         return value
 
     def __setitem__(self, key: str, value: Any) -> None:
         if not isinstance(key, str) or not key:
             raise TypeError(f"hyperparameter key must be a non-empty string, got {key!r}")
-        self._data[key] = sanitize(value, self._prefix + key)
-        self._changed()
+        clean = _plain_value(value, self._prefix + key)
+        self._change(lambda: self._data.__setitem__(key, clean))
 
     def __delitem__(self, key: str) -> None:
-        del self._data[key]
-        self._changed()
+        if key not in self._data:
+            raise KeyError(f"hyperparameter {self._prefix + key!r} not found")
+        self._change(lambda: self._data.__delitem__(key))
 
     def __iter__(self) -> Iterator[str]:
         return iter(list(self._data))
@@ -223,25 +243,26 @@ class Hyperparameters(MutableMapping[str, Any]):
         except KeyError:
             return default
 
-    def update(self, new: Any = None, /, override: bool = True, **kwargs: Any) -> None:  # type: ignore[override]
-        """Merge ``new`` (and keyword arguments) in, saving once.
+    def update(self, new_params: Any = None, override: bool = True,  # type: ignore[override]
+               **kwargs: Any) -> None:
+        """Merge ``new_params`` (and keyword arguments) in, saving once.
 
         Args:
-            new: dict, argparse Namespace, dataclass instance or OmegaConf DictConfig.
-                Nested dicts are merged key by key.
+            new_params: dict, argparse Namespace, dataclass instance or OmegaConf DictConfig
+                (the seed's name; positional or by keyword). Nested dicts are merged key by
+                key.
             override: when False, keys that already exist keep their values.
+            **kwargs: more hyperparameters by name (``update(lr=0.1)``).
         """
-        incoming = to_plain_dict(new) if new is not None else {}
+        incoming = _plain(new_params, "hparams") if new_params is not None else {}
         if kwargs:
-            incoming.update(to_plain_dict(kwargs))
-        _deep_merge(self._data, incoming, override)
-        self._changed()
+            incoming.update(_plain(kwargs, "hparams"))
+        self._change(lambda: _deep_merge(self._data, incoming, override))
 
     def as_dict(self) -> dict[str, Any]:
         """A deep copy as plain dicts and lists."""
-        import copy
-
-        return copy.deepcopy(self._data)
+        with self._lock:
+            return copy.deepcopy(self._data)
 
     def parse(self, dist_tf_strategy: Any = None, dist_torch_model: Any = None,
               dist_hvd: Any = None) -> None:
@@ -261,3 +282,20 @@ class Hyperparameters(MutableMapping[str, Any]):
         self["distributed"] = describe_distributed(dist_tf_strategy=dist_tf_strategy,
                                                    dist_torch_model=dist_torch_model,
                                                    dist_hvd=dist_hvd)
+
+
+def _plain(obj: Any, what: str) -> dict[str, Any]:
+    """:func:`to_plain_dict`, with a self-containing structure refused clearly."""
+    try:
+        return to_plain_dict(obj, what=what)
+    except RecursionError:
+        raise ValueError(f"{what}: nested too deeply or contains itself (a cycle); "
+                         "hyperparameters must be a tree of dicts and lists") from None
+
+
+def _plain_value(value: Any, path: str) -> Any:
+    try:
+        return sanitize(value, path)
+    except RecursionError:
+        raise ValueError(f"hyperparameter {path!r}: nested too deeply or contains itself "
+                         "(a cycle)") from None

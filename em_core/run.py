@@ -93,7 +93,7 @@ class Run(Recorded):
         self._owner = writable  # only the writing process rewrites run.json
         self._hparams_saved = None if writable else json.loads(json.dumps(meta["hparams"]))
         self._hparams = Hyperparameters(on_change=self._hparams_changed,
-                                        _shared=meta["hparams"])
+                                        _shared=meta["hparams"], _lock=self._save_lock)
         _logpath.track(self)
         if writable:
             self._liveness = _lifecycle.LivenessLock(str(path))
@@ -486,16 +486,16 @@ def create_run(config_path: str | os.PathLike[str] | None = None, name: str = "d
     block), exit hooks make sure the run's status tells how the process ended.
     """
     from ._config import load_run_config
-    from .hparams import _deep_merge, to_plain_dict
+    from .hparams import _deep_merge, _plain
 
     args: dict[str, Any] = {"name": name, "labels": labels, "description": description,
                             "auto_upload": auto_upload, "folder": folder,
                             "make_folder": make_folder, "conflict_strategy": conflict_strategy}
-    hp = to_plain_dict(hparams) if hparams is not None else {}
+    hp = _plain(hparams, "hparams") if hparams is not None else {}
     if config_path is not None:
         config = load_run_config(config_path)
         if "hparams" in config and config["hparams"] is not None:
-            _deep_merge(hp, to_plain_dict(config.pop("hparams"), what="config hparams"), True)
+            _deep_merge(hp, _plain(config.pop("hparams"), "config hparams"), True)
         config.pop("hparams", None)
         args.update(config)
     name = _validate.name(args["name"])
