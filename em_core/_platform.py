@@ -15,12 +15,13 @@ import csv
 import importlib.metadata
 import os
 import platform
-import re
 import shutil
 import socket
 import subprocess
 import sys
 from typing import Any
+
+from ._secrets import redact_argv
 
 __all__ = ["collect_platform", "redact_argv"]
 
@@ -48,20 +49,9 @@ ML_PACKAGES: tuple[str, ...] = (
     "em",
 )
 
-REDACTED = "***"
 
 _NVIDIA_SMI_TIMEOUT_S = 5.0
 _GPU_FIELDS = ("index", "name", "memory.total", "driver_version", "uuid")
-
-# Words that mark a command-line flag as carrying a secret. Matched against the dash- or
-# underscore-separated parts of the flag name, so `--max-tokens` and `--tokenizer` are kept
-# while `--token`, `--hf-token`, `--db-password` and `--aws-secret-key` are redacted.
-_SECRET_WORDS = frozenset(
-    {"password", "passwd", "token", "secret", "apikey", "credential", "credentials"}
-)
-# `scheme://user:pass@host` anywhere in an argument (database URLs, authenticated git URLs).
-_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s?#]+@")
-
 
 def collect_platform() -> dict[str, Any]:
     """Collect JSON-compatible facts about the current process and machine.
@@ -109,46 +99,6 @@ def collect_platform() -> dict[str, Any]:
         "cwd": _cwd(),
         "pid": os.getpid(),
     }
-
-
-def redact_argv(argv: list[str]) -> list[str]:
-    """Return a copy of ``argv`` with secret values replaced by ``***``.
-
-    Redacted: the element after a secret-looking flag (``--password X``, ``--token X``,
-    ``--api-key X``), the value of ``--flag=value`` for such flags (kept as ``--token=***``),
-    and the ``user:pass@`` part of URLs (``https://***@host/...``).
-
-    Example:
-        >>> redact_argv(['train.py', '--token', 'abc', '--api-key=xyz', '--lr', '0.1'])
-        ['train.py', '--token', '***', '--api-key=***', '--lr', '0.1']
-    """
-    out: list[str] = []
-    redact_next = False
-    for arg in argv:
-        if redact_next:
-            out.append(REDACTED)
-            redact_next = False
-            continue
-        if arg.startswith("-"):
-            flag, sep, _value = arg.partition("=")
-            if _is_secret_flag(flag):
-                if sep:
-                    out.append(f"{flag}={REDACTED}")
-                else:
-                    out.append(arg)
-                    redact_next = True
-                continue
-        out.append(_URL_USERINFO.sub(rf"\g<scheme>{REDACTED}@", arg))
-    return out
-
-
-def _is_secret_flag(flag: str) -> bool:
-    name = flag.lstrip("-").lower()
-    if not name:
-        return False
-    parts = re.split(r"[-_.]", name)
-    # `--api-key`, `--api_key`, `--apikey`, `--access-key`, `--wandb-key`: a trailing `key`.
-    return parts[-1] in ("key", "apikey") or any(part in _SECRET_WORDS for part in parts)
 
 
 def _cwd() -> str | None:

@@ -23,6 +23,7 @@ from typing import Any
 from . import _validate
 from ._files import read_json, write_json_atomic
 from ._recorded import Recorded
+from ._secrets import mask_url
 from .errors import NotARunError
 
 __all__ = ["Artifact", "create_artifact", "load_artifact"]
@@ -208,7 +209,8 @@ class Artifact(Recorded):
             raise TypeError(f"uri must be a non-empty string, got {uri!r}")
         default = posixpath.basename(uri.split("?", 1)[0].rstrip("/")) or "reference"
         target = _target(obj_path, default)
-        self._meta["objects"][target] = {"kind": "reference", "uri": uri}
+        # credentials in the URI (user:password@, ?token=...) are never recorded
+        self._meta["objects"][target] = {"kind": "reference", "uri": mask_url(uri)}
         self._save()
         return target
 

@@ -18,7 +18,8 @@ def caffe(session: nox.Session) -> None:
     session.run("pytest", "tests/integrations/caffe",
                 "tests/integrations/mxnet/test_log_corpus.py",
                 "tests/integrations/mxnet/test_log_cli.py",
-                "tests/integrations/mxnet/test_log_fastpath.py", *session.posargs)
+                "tests/integrations/mxnet/test_log_fastpath.py",
+                "tests/integrations/mxnet/test_log_secrets.py", *session.posargs)
 
 
 @nox.session

@@ -421,7 +421,8 @@ def test_platform_command_redacts_secrets(monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_redact_argv_secret_flag_at_end_of_argv() -> None:
     assert redact_argv(["x.py", "--token"]) == ["x.py", "--token"]
-    assert redact_argv(["x.py", "--password", "--password"]) == ["x.py", "--password", "***"]
+    # a flag that follows is the next option, not a value (issue 11: '--lr' is not swallowed)
+    assert redact_argv(["x.py", "--token", "--lr", "0.1"]) == ["x.py", "--token", "--lr", "0.1"]
 
 
 def test_platform_records_no_environment_values(monkeypatch: pytest.MonkeyPatch) -> None:
