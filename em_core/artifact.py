@@ -67,7 +67,7 @@ def _real_dirs(root: Path, target: str) -> Path:
     (``files/evil -> /outside``) is refused, so nothing is ever written outside it.
     """
     node = root
-    for part in target.split("/")[:-1]:
+    for part in ("", *target.split("/")[:-1]):  # "": files/ itself may be the planted link
         node = node / part
         if node.is_symlink() or (node.exists() and not node.is_dir()):
             raise ValueError(f"obj_path {target!r}: {str(node)!r} inside the artifact is a link "

@@ -20,7 +20,7 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Any
 
-from ._secrets import MASK, is_secret_name
+from ._secrets import is_secret_name, mask_value
 from .errors import EmWarning
 
 __all__ = ["Hyperparameters", "to_plain_dict"]
@@ -59,7 +59,7 @@ def to_plain_dict(obj: Any, *, what: str = "hparams") -> dict[str, Any]:
         if not isinstance(k, str):
             raise TypeError(f"{what}: key {k!r} is a {type(k).__name__}; keys must be strings")
         # a secret-named key keeps its place with its value masked (see em_core._secrets)
-        out[k] = MASK if is_secret_name(k) else sanitize(v, f"{what}.{k}" if what else k)
+        out[k] = mask_value(v) if is_secret_name(k) else sanitize(v, f"{what}.{k}" if what else k)
     return out
 
 
@@ -190,7 +190,8 @@ class Hyperparameters(MutableMapping[str, Any]):
     def __setitem__(self, key: str, value: Any) -> None:
         if not isinstance(key, str) or not key:
             raise TypeError(f"hyperparameter key must be a non-empty string, got {key!r}")
-        clean = MASK if is_secret_name(key) else _plain_value(value, self._prefix + key)
+        clean = (mask_value(value) if is_secret_name(key)
+                 else _plain_value(value, self._prefix + key))
         self._change(lambda: self._data.__setitem__(key, clean))
 
     def __delitem__(self, key: str) -> None:
