@@ -26,12 +26,19 @@ def write_json_atomic(path: str | os.PathLike[str], data: Any, *, fsync: bool = 
         # no UTF-8 form: write every non-ASCII character as a JSON escape instead, which
         # reads back as the same string.
         text = json.dumps(data, indent=1, sort_keys=False, ensure_ascii=True)
+    write_text_atomic(path, text + "\n", mode=0o644, fsync=fsync)
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str, *, mode: int,
+                      fsync: bool = False) -> None:
+    """Replace ``path`` with ``text`` (UTF-8) through a temporary file and ``os.replace``,
+    created with ``mode`` (0644 for runs others may read, 0600 for files holding keys)."""
+    path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide the run from other users' readers
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
-            f.write("\n")
             if fsync:
                 f.flush()
                 os.fsync(f.fileno())

@@ -13,11 +13,11 @@ The file is ``$EM_CONFIG`` or ``~/.config/em/config.yaml``, readable by its owne
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ._files import write_text_atomic
 from .errors import CorruptRunError, LoginError
 
 __all__ = ["Context", "config_path", "current", "login", "logout", "read_config"]
@@ -72,18 +72,7 @@ def write_config(data: dict[str, Any]) -> Path:
 
     path = config_path()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(prefix=".config.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            yaml.safe_dump(data, f, sort_keys=False)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    write_text_atomic(path, yaml.safe_dump(data, sort_keys=False), mode=0o600)
     return path
 
 
