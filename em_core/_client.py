@@ -65,38 +65,17 @@ class Client:
         """Send a request to ``/api/v1<path>``; return the response when its status is
         2xx or in ``ok``, else raise the mapped :class:`RemoteError`."""
         url = self.host + API + path
-        headers = {}
-        body: Any = data
-        if json_body is not None:
-            body = json.dumps(json_body, allow_nan=True).encode("utf-8")
-            headers["Content-Type"] = "application/json"
-        elif data is not None:
-            headers["Content-Type"] = "application/octet-stream"
+        body, headers = _encode(json_body, data)
         attempt = 0
         delay = 0.5
         waited = False
         while True:
-            reason: str
-            try:
-                resp = self._session.request(method, url, params=params, data=body,
-                                             headers=headers, stream=stream,
-                                             timeout=(self.timeout, self.timeout))
-            except requests.Timeout:
-                reason = f"the em server at {self.host} did not answer within {self.timeout:g} s"
-                if login:
-                    raise LoginError(reason) from None
-            except requests.ConnectionError as e:
-                reason = f"cannot reach the em server at {self.host} ({_short(e)})"
-                if login:
-                    raise LoginError(reason) from None
-            else:
-                if resp.status_code < 500 or not _retryable(body):
-                    if resp.status_code < 300 or resp.status_code in ok:
-                        return resp
-                    raise _mapped(resp, method, path, login)
-                reason = (f"the em server at {self.host} answered {resp.status_code} to "
-                          f"{method} {path}")
-                resp.close()
+            answer = self._attempt(method, url, params, body, headers, stream, login)
+            if not isinstance(answer, str):
+                if answer.status_code < 300 or answer.status_code in ok:
+                    return answer
+                raise _mapped(answer, method, path, login)
+            reason = answer
             attempt += 1
             if (self.retries is not None and attempt > self.retries) or self._stop():
                 raise RemoteError(reason)
@@ -105,6 +84,29 @@ class Client:
             waited = True
             time.sleep(delay)
             delay = min(delay * 2, 10.0)
+
+    def _attempt(self, method: str, url: str, params: Any, body: Any, headers: dict[str, str],
+                 stream: bool, login: bool) -> requests.Response | str:
+        """One try: the response to return or map, or why to try again (a timeout, no
+        connection, a 5xx that can be retried). A login attempt is never retried."""
+        try:
+            resp = self._session.request(method, url, params=params, data=body,
+                                         headers=headers, stream=stream,
+                                         timeout=(self.timeout, self.timeout))
+        except requests.Timeout:
+            reason = f"the em server at {self.host} did not answer within {self.timeout:g} s"
+        except requests.ConnectionError as e:
+            reason = f"cannot reach the em server at {self.host} ({_short(e)})"
+        else:
+            if resp.status_code < 500 or not _retryable(body):
+                return resp
+            reason = (f"the em server at {self.host} answered {resp.status_code} to "
+                      f"{method} {url.split(API, 1)[-1]}")
+            resp.close()
+            return reason
+        if login:
+            raise LoginError(reason) from None
+        return reason
 
     def get_json(self, endpoint: str, /, **params: Any) -> Any:
         return self.request("GET", endpoint, params=params or None).json()
@@ -124,6 +126,16 @@ class Client:
         if folder.startswith("/"):
             return folder.rstrip("/") or "/"
         return f"/{self.whoami()}/{folder.strip('/')}"
+
+
+def _encode(json_body: Any, data: Any) -> tuple[Any, dict[str, str]]:
+    """The request body and its Content-Type header."""
+    if json_body is not None:
+        return (json.dumps(json_body, allow_nan=True).encode("utf-8"),
+                {"Content-Type": "application/json"})
+    if data is not None:
+        return data, {"Content-Type": "application/octet-stream"}
+    return None, {}
 
 
 def _retryable(body: Any) -> bool:

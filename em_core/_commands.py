@@ -8,12 +8,12 @@ import csv
 import json
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from ._metricfile import from_json_number, iter_records, json_number, summarize
+from ._metricread import from_json_number, iter_records, json_number, summarize
 from ._paths import run_parent_dir
 from .errors import CorruptRunError, EmError
 from .run import META_FILE, METRICS_FILE, Run, load_run, ts_iso
@@ -190,7 +190,19 @@ def _show(run: Run, out: TextIO) -> None:
     w("\nHyperparameters\n")
     for k, v in _flatten(run.hparams.as_dict()) if len(run.hparams) else []:
         w(f"  {e(k)} = {e(json.dumps(v))}\n")
-    p = run.platform
+    _show_platform(run.platform, out)
+    _show_git(run.git, out)
+    w("\nMetrics\n")
+    rows = _summary_rows(summary)
+    if len(rows) > 1:
+        _table(rows, out, indent="  ")
+    else:
+        w("  (none)\n")
+    _show_flow(run.associations, out)
+
+
+def _show_platform(p: dict[str, Any], out: TextIO) -> None:
+    w, e = out.write, _safe
     w("\nPlatform\n")
     w(f"  host {e(p.get('hostname'))}, {e((p.get('os') or {}).get('platform'))}\n")
     w(f"  python {e((p.get('python') or {}).get('version'))}, "
@@ -202,7 +214,10 @@ def _show(run: Run, out: TextIO) -> None:
           + "\n")
     if p.get("command"):
         w(f"  command {e(' '.join(map(str, p['command'])))}\n")
-    g = run.git
+
+
+def _show_git(g: dict[str, Any] | None, out: TextIO) -> None:
+    w, e = out.write, _safe
     w("\nGit\n")
     if g:
         dirty = " (dirty)" if g.get("dirty") else ""
@@ -210,13 +225,10 @@ def _show(run: Run, out: TextIO) -> None:
           f"{e((g.get('commit') or '')[:12])}{dirty}  entry point {e(g.get('entry_point'))}\n")
     else:
         w("  (not in a git repository)\n")
-    w("\nMetrics\n")
-    rows = _summary_rows(summary)
-    if len(rows) > 1:
-        _table(rows, out, indent="  ")
-    else:
-        w("  (none)\n")
-    assoc = run.associations
+
+
+def _show_flow(assoc: dict[str, list[dict[str, Any]]], out: TextIO) -> None:
+    w, e = out.write, _safe
     w("\nData flow\n")
     if not any(assoc.values()):
         w("  (no artifacts or runs marked)\n")
@@ -245,45 +257,60 @@ def cmd_export(args: argparse.Namespace, out: TextIO) -> int:
     path = Path(str(run.local)) / METRICS_FILE
     if not path.exists():
         return 0
-    names: dict[str, None] = {}
-    if args.format == "csv" and args.wide:
-        for r in iter_records(path):
-            names.update(dict.fromkeys(r.values))
-            if len(names) > WIDE_MAX_COLUMNS:
-                raise EmError(f"run {_safe(run.alternative_name)!r} has more than "
-                              f"{WIDE_MAX_COLUMNS} metric names: too many columns for --wide; "
-                              "use the default long form")
+    names = _wide_names(run, path) if args.format == "csv" and args.wide else []
     dest: TextIO = open(args.output, "w", newline="", encoding="utf-8") if args.output else out
     # Escape control characters only for a terminal: a file gets the names as recorded.
     e = _safe if dest is out and out.isatty() else str
     try:
         if args.format == "jsonl":
-            for r in iter_records(path):
-                dest.write(json.dumps(
-                    {"type": e(r.type), "step": r.step, "epoch": r.epoch,
-                     "timestamp": ts_iso(r.time),
-                     "values": {e(k): json_number(v) for k, v in r.values.items()}},
-                    allow_nan=False) + "\n")
+            _export_jsonl(path, dest, e)
         elif args.wide:
-            writer = csv.writer(dest, lineterminator="\n")
-            writer.writerow(["type", "step", "epoch", "timestamp", *map(e, names)])
-            for r in iter_records(path):
-                writer.writerow([e(r.type), r.step, "" if r.epoch is None else r.epoch,
-                                 ts_iso(r.time), *("" if (v := r.values.get(n)) is None else
-                                                   _num(v) for n in names)])
+            _export_wide(path, dest, e, names)
         else:
-            writer = csv.writer(dest, lineterminator="\n")
-            writer.writerow(["type", "name", "step", "epoch", "timestamp", "value"])
-            for r in iter_records(path):
-                epoch = "" if r.epoch is None else r.epoch
-                ts = ts_iso(r.time)
-                t = e(r.type)
-                for k, v in r.values.items():
-                    writer.writerow([t, e(k), r.step, epoch, ts, _num(v)])
+            _export_long(path, dest, e)
     finally:
         if dest is not out:
             dest.close()
     return 0
+
+
+def _wide_names(run: Run, path: Path) -> list[str]:
+    names: dict[str, None] = {}
+    for r in iter_records(path):
+        names.update(dict.fromkeys(r.values))
+        if len(names) > WIDE_MAX_COLUMNS:
+            raise EmError(f"run {_safe(run.alternative_name)!r} has more than "
+                          f"{WIDE_MAX_COLUMNS} metric names: too many columns for --wide; "
+                          "use the default long form")
+    return list(names)
+
+
+def _export_jsonl(path: Path, dest: TextIO, e: Callable[[Any], str]) -> None:
+    for r in iter_records(path):
+        dest.write(json.dumps(
+            {"type": e(r.type), "step": r.step, "epoch": r.epoch, "timestamp": ts_iso(r.time),
+             "values": {e(k): json_number(v) for k, v in r.values.items()}},
+            allow_nan=False) + "\n")
+
+
+def _export_wide(path: Path, dest: TextIO, e: Callable[[Any], str], names: list[str]) -> None:
+    writer = csv.writer(dest, lineterminator="\n")
+    writer.writerow(["type", "step", "epoch", "timestamp", *map(e, names)])
+    for r in iter_records(path):
+        writer.writerow([e(r.type), r.step, "" if r.epoch is None else r.epoch,
+                         ts_iso(r.time), *("" if (v := r.values.get(n)) is None else
+                                           _num(v) for n in names)])
+
+
+def _export_long(path: Path, dest: TextIO, e: Callable[[Any], str]) -> None:
+    writer = csv.writer(dest, lineterminator="\n")
+    writer.writerow(["type", "name", "step", "epoch", "timestamp", "value"])
+    for r in iter_records(path):
+        epoch = "" if r.epoch is None else r.epoch
+        ts = ts_iso(r.time)
+        t = e(r.type)
+        for k, v in r.values.items():
+            writer.writerow([t, e(k), r.step, epoch, ts, _num(v)])
 
 
 def _parser(plugins: Sequence[str]) -> argparse.ArgumentParser:

@@ -18,17 +18,18 @@ What lands under ``hparams['distributed']['horovod']``::
                        kind, compression, op, backward_passes_per_step,
                        gradient_predivide_factor, sparse_as_dense, process_set, groups and,
                        for an optimizer, 'optimizer': the wrapped optimizer's own settings
-                       (the layout of ``integrations.torch.describe_optimizer`` for PyTorch,
+                       (the layout of ``em_core.torch_optimizer`` for PyTorch,
                        ``{'class', 'config'}`` as ``integrations.keras`` records it for Keras)
 """
 
 from __future__ import annotations
 
-import math
 import sys
 import types
-from collections.abc import Mapping
 from typing import Any
+
+from .sanitize import json_safe, keras_serialized
+from .torch_optimizer import describe_torch_optimizer
 
 # Horovod module name -> framework recorded.
 _FRAMEWORKS = {"horovod.torch": "torch", "horovod.tensorflow": "tensorflow",
@@ -124,7 +125,7 @@ def _op_name(op: Any, hvd: Any) -> Any:
     for name in _OPS:
         if hvd is not None and getattr(hvd, name, object()) == op:
             return name
-    return _plain(op)
+    return json_safe(op, "op")
 
 
 def _compression_name(compression: Any) -> Any:
@@ -151,7 +152,7 @@ def _groups(groups: Any) -> Any:
         return groups
     if isinstance(groups, (list, tuple)):
         return {"explicit_groups": len(groups)}
-    return _plain(groups)
+    return json_safe(groups, "groups")
 
 
 def _closure(fn: Any) -> dict[str, Any]:
@@ -173,70 +174,11 @@ def _closure(fn: Any) -> dict[str, Any]:
     return out
 
 
-def _plain(value: Any) -> Any:
-    """A JSON-compatible copy of a configuration value (NumPy/TF/torch scalars as numbers)."""
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, Mapping):
-        if {"class_name", "config"} <= set(value):  # a serialized Keras object
-            return {"class": str(value["class_name"]), "config": _plain(value["config"])}
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    numpy_fn = getattr(value, "numpy", None)
-    if callable(numpy_fn) and not isinstance(value, type):
-        try:
-            return _plain(numpy_fn())
-        except (TypeError, ValueError, RuntimeError, NotImplementedError):
-            pass
-    item = getattr(value, "item", None)
-    numel = getattr(value, "numel", None)
-    size = numel() if callable(numel) else getattr(value, "size", 1)
-    if callable(item) and size in (1, ()):
-        try:
-            return _plain(item())
-        except (TypeError, ValueError, RuntimeError):
-            pass
-    tolist = getattr(value, "tolist", None)
-    if callable(tolist):
-        return _plain(tolist())
-    if callable(value):
-        return str(getattr(value, "__qualname__", None) or type(value).__qualname__)
-    return type(value).__name__
-
-
-def describe_torch_optimizer(opt: Any) -> dict[str, Any]:
-    """A ``torch.optim`` optimizer's class and settings, read by duck typing (also behind
-    ``integrations.torch.describe_optimizer``): one parameter group's settings at the top
-    level; with several, the shared ones on top and the rest per group."""
-    settings, counts = [], []
-    for g in opt.param_groups:
-        params = list(g.get("params", []))
-        settings.append({k: _plain(v) for k, v in g.items() if k != "params"})
-        counts.append({"num_tensors": len(params),
-                       "num_elements": sum(int(p.numel()) for p in params)})
-    out: dict[str, Any] = {"class": type(opt).__name__}
-    if len(settings) == 1:
-        out.update(settings[0])
-        out.update(counts[0])
-        return out
-    common = {k: v for k, v in settings[0].items()
-              if all(k in s and s[k] == v for s in settings[1:])}
-    out.update(common)
-    out["num_tensors"] = sum(c["num_tensors"] for c in counts)
-    out["num_elements"] = sum(c["num_elements"] for c in counts)
-    out["param_groups"] = [{**{k: v for k, v in s.items() if k not in common}, **c}
-                           for s, c in zip(settings, counts)]
-    return out
-
-
 def _keras_optimizer(opt: Any) -> dict[str, Any]:
-    config = _plain(opt.get_config())
+    config = json_safe(keras_serialized(opt.get_config()), "optimizer.config")
     lr = config.get("learning_rate") if isinstance(config, dict) else None
     if isinstance(lr, dict) and "class" in lr:  # a schedule: add the value it gives now
-        value = _plain(getattr(opt, "learning_rate", None))
+        value = json_safe(getattr(opt, "learning_rate", None), "optimizer.learning_rate")
         lr["value"] = value if isinstance(value, (int, float)) else None
     return {"class": type(opt).__name__, "config": config}
 

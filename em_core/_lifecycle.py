@@ -59,10 +59,6 @@ class Status(str, enum.Enum):
     def __str__(self) -> str:
         return self.value
 
-    @property
-    def ended(self) -> bool:
-        return self is not Status.RUNNING
-
 
 class _Endable(Protocol):
     def _end(self, status: Status, error: Any = None, *, from_signal: bool = False) -> None: ...

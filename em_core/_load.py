@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from . import _validate
 from ._files import read_json
@@ -41,16 +42,8 @@ def load_run(path: str | os.PathLike[str], auto_upload: bool = False,
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise NotARunError(f"{str(p)!r} has run format version {version!r}; this em reads up "
                            f"to {FORMAT_VERSION}")
-    upload = dict(meta.get("upload") or {})
-    if _validate.flag(auto_upload, "auto_upload"):
-        upload["auto_upload"] = True
-    if folder is not None:
-        upload["folder"] = _validate.folder(folder)
-    if make_folder is not None:
-        upload["make_folder"] = _validate.flag(make_folder, "make_folder")
-    if conflict_strategy is not None:
-        upload["conflict_strategy"] = _validate.conflict_strategy(conflict_strategy)
-    meta["upload"] = upload
+    meta["upload"] = _upload_options(meta.get("upload"), auto_upload, folder, make_folder,
+                                     conflict_strategy)
     meta.setdefault("associations", {})
     meta.setdefault("hparams", {})
     try:
@@ -60,6 +53,21 @@ def load_run(path: str | os.PathLike[str], auto_upload: bool = False,
         raise CorruptRunError(f"metadata file {str(p / META_FILE)!r} is damaged: "
                               f"{type(e).__name__}: {e}") from e
     return run
+
+
+def _upload_options(stored: Any, auto_upload: bool, folder: str | None,
+                    make_folder: bool | None, conflict_strategy: str | None) -> dict[str, Any]:
+    """The stored upload settings with the ones given to ``load_run`` validated over them."""
+    upload = dict(stored or {})
+    if _validate.flag(auto_upload, "auto_upload"):
+        upload["auto_upload"] = True
+    if folder is not None:
+        upload["folder"] = _validate.folder(folder)
+    if make_folder is not None:
+        upload["make_folder"] = _validate.flag(make_folder, "make_folder")
+    if conflict_strategy is not None:
+        upload["conflict_strategy"] = _validate.conflict_strategy(conflict_strategy)
+    return upload
 
 
 def _check_meta(run: Run) -> None:

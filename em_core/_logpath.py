@@ -88,54 +88,11 @@ def _log(run: Any, type_: Any, metrics: Any, step: Any, epoch: Any) -> None:
     if run._ended or writer is None:
         _ended(run)
         return
-    # One warning per kind of problem: the keys never include the bad value itself, or a
-    # loop logging step=-1, -2, ... would warn on every call.
-    try:
-        norm = _validate.metric_type(type_)
-    except (TypeError, ValueError) as e:
-        handle_problem(e, key=f"log:type:{type(e).__name__}", stacklevel=5)
+    checked = _checked(type_, metrics, step, epoch)
+    if checked is None:
         return
-    if not isinstance(metrics, Mapping):
-        handle_problem(TypeError(f"metrics must be a dict of name -> number, got "
-                                 f"{type(metrics).__name__}: {show(metrics, 200)}"),
-                       key="log:metrics:TypeError", stacklevel=5)
-        return
-    if not metrics:
-        handle_problem(ValueError("metrics is empty; give at least one name -> number"),
-                       key="log:metrics:ValueError", stacklevel=5)
-        return
-    try:
-        step = _validate.index(step, "step")
-    except (TypeError, ValueError) as e:
-        handle_problem(e, key=f"log:step:{type(e).__name__}", stacklevel=5)
-        return
-    try:
-        epoch = None if epoch is None else _validate.index(epoch, "epoch")
-    except (TypeError, ValueError) as e:
-        handle_problem(e, key=f"log:epoch:{type(e).__name__}", stacklevel=5)
-        return
-    names, values, kinds = [], [], []
-    cacheable = True
-    for k, v in metrics.items():
-        if not isinstance(k, str) or not k:
-            handle_problem(TypeError(f"metric name must be a non-empty string, got {show(k)}"),
-                           key="log:name", stacklevel=5)
-            cacheable = False
-            continue
-        kind = direct_kind(v.__class__)
-        if kind == "q" and not INT64_MIN <= v <= INT64_MAX:
-            kind = None
-        if kind is None:
-            cacheable = False
-            try:
-                v = to_number(v, k)
-            except (TypeError, ValueError) as e:
-                handle_problem(e, key=f"log:value:{k}:{type(v).__name__}", stacklevel=5)
-                continue
-            kind = "q" if isinstance(v, int) else "d"
-        names.append(k)
-        values.append(v)
-        kinds.append(kind)
+    norm, step, epoch = checked
+    names, values, kinds, cacheable = _values(metrics)
     if not names:
         return
     try:
@@ -153,6 +110,68 @@ def _log(run: Any, type_: Any, metrics: Any, step: Any, epoch: Any) -> None:
                            stacklevel=5)
     except OSError as e:
         _dropped(run, writer.path, e)
+
+
+# The helpers below are called by _log: stacklevel 6 points the warning at the user's
+# run.log() call. One warning per kind of problem: the keys never include the bad value
+# itself, or a loop logging step=-1, -2, ... would warn on every call.
+def _checked(type_: Any, metrics: Any, step: Any,
+             epoch: Any) -> tuple[str, int, int | None] | None:
+    """The normalised type, step and epoch; None (after one warning) when one is bad or
+    ``metrics`` is not a non-empty mapping."""
+    try:
+        norm = _validate.metric_type(type_)
+    except (TypeError, ValueError) as e:
+        handle_problem(e, key=f"log:type:{type(e).__name__}", stacklevel=6)
+        return None
+    if not isinstance(metrics, Mapping):
+        handle_problem(TypeError(f"metrics must be a dict of name -> number, got "
+                                 f"{type(metrics).__name__}: {show(metrics, 200)}"),
+                       key="log:metrics:TypeError", stacklevel=6)
+        return None
+    if not metrics:
+        handle_problem(ValueError("metrics is empty; give at least one name -> number"),
+                       key="log:metrics:ValueError", stacklevel=6)
+        return None
+    try:
+        step = _validate.index(step, "step")
+    except (TypeError, ValueError) as e:
+        handle_problem(e, key=f"log:step:{type(e).__name__}", stacklevel=6)
+        return None
+    try:
+        epoch = None if epoch is None else _validate.index(epoch, "epoch")
+    except (TypeError, ValueError) as e:
+        handle_problem(e, key=f"log:epoch:{type(e).__name__}", stacklevel=6)
+        return None
+    return norm, step, epoch
+
+
+def _values(metrics: Mapping[Any, Any]) -> tuple[list[str], list[Any], list[str], bool]:
+    """Names, values and struct kinds of the good values (one warning per bad one), and
+    whether the call's shape may be cached for the fast path (all were good as given)."""
+    names, values, kinds = [], [], []
+    cacheable = True
+    for k, v in metrics.items():
+        if not isinstance(k, str) or not k:
+            handle_problem(TypeError(f"metric name must be a non-empty string, got {show(k)}"),
+                           key="log:name", stacklevel=6)
+            cacheable = False
+            continue
+        kind = direct_kind(v.__class__)
+        if kind == "q" and not INT64_MIN <= v <= INT64_MAX:
+            kind = None
+        if kind is None:
+            cacheable = False
+            try:
+                v = to_number(v, k)
+            except (TypeError, ValueError) as e:
+                handle_problem(e, key=f"log:value:{k}:{type(v).__name__}", stacklevel=6)
+                continue
+            kind = "q" if isinstance(v, int) else "d"
+        names.append(k)
+        values.append(v)
+        kinds.append(kind)
+    return names, values, kinds, cacheable
 
 
 def _dropped(run: Any, path: str, e: OSError) -> None:

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import errno
 import json
-import math
 import mmap
 import os
 import resource
@@ -44,18 +43,32 @@ import struct
 import threading
 import time
 import weakref
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from .errors import CorruptRunError, EmError
+from ._metricread import (
+    HEADER,
+    MAGIC,
+    RECORD_HEAD,
+    RECORD_TRAIL,
+    TRAILER_XOR,
+    VERSION,
+    Mapped,
+    Record,
+    from_json_number,
+    iter_records,
+    json_number,
+    read_records,
+    scan_raw,
+    summarize,
+    summary_for_meta,
+    unwritten_header,
+)
+from .errors import EmError
 
-MAGIC = b"EMMETRIC"
-VERSION = 1
-HEADER = struct.Struct("<8sII")
-TRAILER_XOR = 0xE3A1B2C3
-_HEAD = struct.Struct("<II")
-_TRAIL = struct.Struct("<I")
+__all__ = ["HEADER", "MAGIC", "TRAILER_XOR", "VERSION", "MetricWriter", "Record", "Shape",
+           "WriterClosed", "from_json_number", "iter_records", "json_number", "read_records",
+           "summarize", "summary_for_meta"]
+
 _WINDOW = 4 << 20  # bytes mapped at a time; the mapping slides so memory stays flat
 _MAX_SHAPES = 4096  # fast-path entries kept; the oldest goes first (ever-changing names)
 _MAX_DECLARED = 1 << 16  # declared schemas remembered (the oldest goes first)
@@ -245,8 +258,8 @@ class MetricWriter:
                 sid = self._next_sid
                 body = json.dumps({"id": sid, "type": type_text, "names": names_text,
                                    "kinds": kinds}, ensure_ascii=False).encode("utf-8")
-                data = (_HEAD.pack(len(body) + 12, 0) + body
-                        + _TRAIL.pack((len(body) + 12) ^ TRAILER_XOR))
+                data = (RECORD_HEAD.pack(len(body) + 12, 0) + body
+                        + RECORD_TRAIL.pack((len(body) + 12) ^ TRAILER_XOR))
                 self._room(len(data))
                 off = self.pos - self.base
                 self.mm[off:off + len(data)] = data  # type: ignore[index]
@@ -351,191 +364,18 @@ def _after_fork_in_child() -> None:
         writer.disown()
 
 
-@dataclass(frozen=True)
-class Record:
-    """One logged call, as read back."""
-
-    type: str
-    step: int
-    epoch: int | None
-    time: float
-    values: dict[str, int | float]
-
-
-def _parse_schema(raw: bytes) -> tuple[int, str, tuple[str, ...], struct.Struct, dict[str, Any]]:
-    """A schema record's body, checked: a damaged one raises ValueError."""
-    try:
-        schema = json.loads(raw.decode("utf-8"))
-        kinds, names, type_ = schema["kinds"], schema["names"], schema["type"]
-        sid = schema["id"]
-    except (ValueError, KeyError, TypeError, RecursionError) as e:
-        raise ValueError(f"bad schema: {e}") from e
-    if (not isinstance(kinds, str) or set(kinds) - {"d", "q"} or not isinstance(type_, str)
-            or not isinstance(names, list) or len(names) != len(kinds)
-            or not all(isinstance(n, str) for n in names)
-            or not isinstance(sid, int) or isinstance(sid, bool) or sid <= 0):
-        raise ValueError("bad schema")
-    return sid, type_, tuple(names), struct.Struct("<qqd" + kinds), schema
-
-
-def _scan_raw(buf: bytes | mmap.mmap) -> Iterator[
-        tuple[int, dict[str, Any] | None, tuple[str, tuple[str, ...]] | None, tuple[Any, ...]]]:
-    """Yield (end offset, schema or None, (type, names) or None, unpacked data tuple) for
-    each valid record, without building a :class:`Record` (flat memory, fast)."""
-    n = len(buf)
-    if n < HEADER.size or _unwritten_header(buf):
-        return
-    magic, version, hsize = HEADER.unpack_from(buf, 0)
-    if magic != MAGIC:
-        raise ValueError("not an em metric log (bad magic)")
-    if version > VERSION:
-        raise ValueError(f"metric log format version {version} is newer than this em reads "
-                         f"({VERSION}); upgrade em")
-    if hsize != HEADER.size:
-        raise ValueError(f"not an em metric log (header size {hsize})")
-    pos = hsize
-    schemas: dict[int, tuple[tuple[str, tuple[str, ...]], struct.Struct]] = {}
-    head, trail = _HEAD.unpack_from, _TRAIL.unpack_from
-    # Pages already scanned are dropped from this process's resident set (they stay in the
-    # page cache), so reading a big log keeps memory flat, not growing with the file.
-    drop = _WINDOW if isinstance(buf, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED") else n
-    dropped = 0
-    while pos + 12 <= n:
-        if pos - dropped >= drop:
-            assert isinstance(buf, mmap.mmap)
-            buf.madvise(mmap.MADV_DONTNEED, dropped, drop)
-            dropped += drop
-        size, sid = head(buf, pos)
-        if size < 12 or pos + size > n:
-            break
-        (trailer,) = trail(buf, pos + size - 4)
-        if trailer != size ^ TRAILER_XOR:
-            break
-        if sid == 0:
-            try:
-                raw = bytes(buf[pos + 8:pos + size - 4])
-                new_sid, type_, names, body, schema = _parse_schema(raw)
-            except ValueError:
-                break
-            schemas[new_sid] = ((type_, names), body)
-            pos += size
-            yield pos, schema, None, ()
-            continue
-        entry = schemas.get(sid)
-        if entry is None or entry[1].size != size - 12:
-            break
-        tup = entry[1].unpack_from(buf, pos + 8)
-        pos += size
-        yield pos, None, entry[0], tup
-
-
-def _scan(buf: bytes | mmap.mmap) -> Iterator[tuple[int, dict[str, Any] | None, Record | None]]:
-    """Yield (end offset, schema or None, record or None) for each valid record."""
-    for pos, schema, shape, tup in _scan_raw(buf):
-        if shape is None:
-            yield pos, schema, None
-            continue
-        step, epoch, ts, *vals = tup
-        yield pos, None, Record(shape[0], step, None if epoch < 0 else epoch, ts,
-                                dict(zip(shape[1], vals)))
-
-
-class _Mapped:
-    """A read-only map of a whole file (``b""`` when empty), closed on exit."""
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = os.fspath(path)
-        self.buf: bytes | mmap.mmap = b""
-
-    def __enter__(self) -> bytes | mmap.mmap:
-        with open(self.path, "rb") as f:
-            if os.fstat(f.fileno()).st_size > 0:
-                self.buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        return self.buf
-
-    def __exit__(self, *exc: Any) -> None:
-        if isinstance(self.buf, mmap.mmap):
-            self.buf.close()
-
-
-def _corrupt(path: str | os.PathLike[str], e: Exception) -> CorruptRunError:
-    return CorruptRunError(f"metric log {os.fspath(path)!r} cannot be read: {e}")
-
-
-def iter_records(path: str | os.PathLike[str]) -> Iterator[Record]:
-    """Every valid record of a metric log, in logging order, streamed (flat memory)."""
-    with _Mapped(path) as buf:
-        try:
-            for _, _, rec in _scan(buf):
-                if rec is not None:
-                    yield rec
-        except (ValueError, struct.error) as e:
-            raise _corrupt(path, e) from e
-
-
-def read_records(path: str | os.PathLike[str]) -> list[Record]:
-    """Every valid record of a metric log, in logging order; a torn tail is skipped."""
-    return list(iter_records(path))
-
-
-def summarize(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Per metric type and name: last value with its step, epoch and time, number of points,
-    min and max (NaN ignored; None when every value was NaN), in one streaming pass over the
-    file (flat memory: no record is kept). ``bytes`` is the length of the file it covers.
-
-    Returns:
-        ``{"bytes": int, "metrics": [{"type", "name", "last", "step", "epoch", "time",
-        "count", "min", "max", "first_step"}, ...]}`` in order of first appearance.
-    """
-    stats: dict[tuple[str, str], list[Any]] = {}
-    with _Mapped(path) as buf:
-        size = len(buf)
-        try:
-            for _, _, shape, tup in _scan_raw(buf):
-                if shape is None:
-                    continue
-                type_, names = shape
-                step, epoch, ts = tup[0], tup[1], tup[2]
-                for i, name in enumerate(names):
-                    v = tup[3 + i]
-                    s = stats.get((type_, name))
-                    if s is None:
-                        s = stats[(type_, name)] = [v, step, epoch, ts, 0, None, None, step]
-                    s[0], s[1], s[2], s[3] = v, step, epoch, ts
-                    s[4] += 1
-                    if v == v:  # not NaN
-                        if s[5] is None or v < s[5]:
-                            s[5] = v
-                        if s[6] is None or v > s[6]:
-                            s[6] = v
-        except (ValueError, struct.error) as e:
-            raise _corrupt(path, e) from e
-    return {"bytes": size, "metrics": [
-        {"type": t, "name": k, "last": s[0], "step": s[1], "epoch": None if s[2] < 0 else s[2],
-         "time": s[3], "count": s[4], "min": s[5], "max": s[6], "first_step": s[7]}
-        for (t, k), s in stats.items()]}
-
-
-def _unwritten_header(buf: bytes | mmap.mmap) -> bool:
-    """Whether the header was never stored in full (a kill inside ``create_run``): every
-    byte of it is zero or already the right one, and it is not complete."""
-    head = bytes(buf[:HEADER.size])
-    good = HEADER.pack(MAGIC, VERSION, HEADER.size)
-    return head != good and all(b in (0, g) for b, g in zip(head, good)) and len(head) == len(good)
-
-
 def _unwritten(path: str) -> bool:
     """Whether the log at ``path`` has no complete header (empty, short or zeroed)."""
     with open(path, "rb") as f:
         head = f.read(HEADER.size)
-    return len(head) < HEADER.size or _unwritten_header(head)
+    return len(head) < HEADER.size or unwritten_header(head)
 
 
 def _valid_end(path: str) -> tuple[int, int]:
     """Offset just past the last valid record, and the highest schema id seen."""
-    with _Mapped(path) as data:
+    with Mapped(path) as data:
         end, max_sid = (HEADER.size if len(data) >= HEADER.size else 0), 0
-        for pos, schema, _, _ in _scan_raw(data):
+        for pos, schema, _, _ in scan_raw(data):
             end = pos
             if schema is not None:
                 max_sid = max(max_sid, int(schema["id"]))
@@ -544,27 +384,3 @@ def _valid_end(path: str) -> tuple[int, int]:
     return end, max_sid
 
 
-def summary_for_meta(path: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """:func:`summarize` for ``run.json`` at the end of a run; None when the log cannot be
-    read (readers then scan the log themselves). Non-finite numbers are stored as the
-    strings "NaN", "Infinity", "-Infinity" so that run.json stays strict JSON."""
-    try:
-        summary = summarize(path)
-    except (OSError, CorruptRunError):
-        return None
-    for m in summary["metrics"]:
-        for k in ("last", "min", "max"):
-            m[k] = json_number(m[k])
-    return summary
-
-
-def json_number(v: Any) -> Any:
-    """``v`` for strict JSON: NaN and infinities become "NaN", "Infinity", "-Infinity"."""
-    if isinstance(v, float) and not math.isfinite(v):
-        return "NaN" if v != v else ("Infinity" if v > 0 else "-Infinity")
-    return v
-
-
-def from_json_number(v: Any) -> Any:
-    """The inverse of :func:`json_number`."""
-    return float(v) if v in ("NaN", "Infinity", "-Infinity") else v

@@ -78,6 +78,33 @@ def to_number(value: Any, name: str) -> int | float:
                          f"({type(e).__name__}: {show(e, 200)})") from e
 
 
+def _one_element(value: Any, shape: tuple[int, ...], name: str) -> Any:
+    """The one element of an array/tensor of ``shape`` (None if it cannot be read out).
+
+    Raises:
+        ValueError: it has more (or fewer) than one element.
+    """
+    size = math.prod(shape)
+    if size != 1:
+        raise ValueError(
+            f"metric {name!r}: a {type(value).__name__} of shape {shape} ({size} elements) "
+            "was given; expected a scalar or a one-element tensor (reduce it first, e.g. "
+            ".mean() or .item())")
+    for method in ("item", "asscalar"):
+        fn = getattr(value, method, None)
+        if callable(fn):
+            try:
+                element = fn()
+                _to_number(element, name)  # an element that is no number: try the next way
+                return element
+            except (TypeError, ValueError, AttributeError):
+                continue
+    numpy_fn = getattr(value, "numpy", None)  # TensorFlow eager tensors
+    if callable(numpy_fn):
+        return numpy_fn().reshape(()).item()
+    return None
+
+
 def _to_number(value: Any, name: str) -> int | float:
     if isinstance(value, bool):
         return int(value)
@@ -90,22 +117,9 @@ def _to_number(value: Any, name: str) -> int | float:
                         "is not a number; expected int, float, or a one-element array/tensor")
     shape = _shape_of(value)
     if shape is not None:
-        size = math.prod(shape)
-        if size != 1:
-            raise ValueError(
-                f"metric {name!r}: a {type(value).__name__} of shape {shape} ({size} elements) "
-                "was given; expected a scalar or a one-element tensor (reduce it first, e.g. "
-                ".mean() or .item())")
-        for method in ("item", "asscalar"):
-            fn = getattr(value, method, None)
-            if callable(fn):
-                try:
-                    return _to_number(fn(), name)
-                except (TypeError, ValueError, AttributeError):
-                    continue
-        numpy_fn = getattr(value, "numpy", None)  # TensorFlow eager tensors
-        if callable(numpy_fn):
-            return _to_number(numpy_fn().reshape(()).item(), name)
+        element = _one_element(value, shape, name)
+        if element is not None:
+            return _to_number(element, name)
     if isinstance(value, numbers.Integral):
         return _to_number(int(value), name)
     if isinstance(value, numbers.Real):

@@ -19,7 +19,7 @@ from typing import Any
 from . import _validate
 from ._client import Client, client_for_current
 from ._files import read_json, write_json_atomic
-from ._metricfile import HEADER, MAGIC, TRAILER_XOR
+from ._metricread import HEADER, MAGIC, TRAILER_XOR
 from .errors import NotARunError, RemoteError
 
 __all__ = ["MetricShipper", "upload", "upload_artifact_dir", "upload_run_dir"]
@@ -184,15 +184,6 @@ def upload_run_dir(path: Path, client: Client, folder: str, make_folder: bool,
     meta = read_json(path / "run.json")
     client.request("PUT", f"/runs/{made['id']}/meta", json_body={"meta": meta})
     return entry
-
-
-def _file_chunks(path: Path, start: int, progress: Progress | None) -> Iterator[bytes]:
-    with open(path, "rb") as f:
-        f.seek(start)
-        while chunk := f.read(1 << 20):
-            if progress is not None:
-                progress(len(chunk))
-            yield chunk
 
 
 def _send_blob(client: Client, file: Path, sha: str, size: int,

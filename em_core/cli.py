@@ -6,50 +6,31 @@
     em login|logout|upload|download, em ls --remote [FOLDER]   (see _remote_commands)
 
 RUN is a run directory, or a run's directory name or name under DIR (the newest wins).
-Integrations add subcommands (``em caffe``, ``em mxnet``) through the ``em.commands``
-entry-point group.
+Integrations add subcommands (``em caffe``, ``em mxnet``, ``em server``) through the
+``em.commands`` entry-point group of pyproject.toml, and only through it: em_core names no
+integration (see ``_entrypoints``).
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 __all__ = ["main"]
 
 _REMOTE = frozenset({"login", "logout", "upload", "download"})  # see _remote_commands
 BUILTIN = frozenset({"ls", "show", "export"}) | _REMOTE
-# em's own log commands (the same as their entry points), found without importlib.metadata,
-# which takes ~50 ms to import: `em caffe` passes the log through that much sooner
-_OWN = {"caffe": "integrations._commands", "mxnet": "integrations._commands"}
-
-
-def _plugins() -> dict[str, Callable[[list[str]], int]]:
-    from importlib.metadata import entry_points
-
-    found: dict[str, Callable[[list[str]], int]] = {}
-    for ep in entry_points(group="em.commands"):
-        found[ep.name] = ep  # type: ignore[assignment]  # loaded only when used
-    return found
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``em`` command; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in _OWN:
-        import importlib
+    from ._entrypoints import find_commands, load_command
 
-        try:
-            command = getattr(importlib.import_module(_OWN[argv[0]]), argv[0])
-        except ImportError:  # em_core without its integrations: look for a plugin
-            pass
-        else:
-            return int(command(argv[1:]) or 0)
-    plugins = _plugins()
+    plugins = find_commands()
     if argv and argv[0] in plugins and argv[0] not in BUILTIN:
         # nothing else of em is loaded yet: `em caffe` starts its pass-through first
-        fn = plugins[argv[0]].load()  # type: ignore[attr-defined]
-        return int(fn(argv[1:]) or 0)
+        return int(load_command(plugins[argv[0]])(argv[1:]) or 0)
     if argv and (argv[0] in _REMOTE or (argv[0] == "ls" and "--remote" in argv)):
         from ._remote_commands import main as remote_main
 

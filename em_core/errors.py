@@ -34,8 +34,11 @@ class RunFinishedError(EmError, RuntimeError):
     """A run (or artifact) that has ended was asked to record more."""
 
 
-class NotARunError(EmError, FileNotFoundError):
-    """A path given to ``load_run``/``load_artifact`` is not a run or artifact directory."""
+class NotARunError(EmError, FileNotFoundError, RuntimeError):
+    """A path given to ``load_run``/``load_artifact`` is not a run or artifact directory.
+
+    Also a ``RuntimeError``, the type the seed (``t9k.em``) documents for these calls, so
+    code written for the seed catches it; and a ``FileNotFoundError``."""
 
 
 class CorruptRunError(EmError, ValueError):

@@ -1,20 +1,16 @@
 """Hyperparameters: a persisted, JSON-compatible mapping with attribute and dotted access.
 
-Values are sanitised when they go in (a copy is stored; what the caller passed is never
-changed): NumPy scalars and one-element tensors become Python numbers, tuples and sets
-become lists, ``pathlib.Path`` becomes ``str``, ``Enum`` members their value; anything else
-is stored as its ``repr`` with a one-time warning. Every change is written to the run's
+Values are sanitised when they go in by :func:`em_core.sanitize.json_safe` (a copy is
+stored; what the caller passed is never changed): NumPy scalars and one-element tensors
+become Python numbers, tuples and sets become lists, ``pathlib.Path`` becomes ``str``,
+``Enum`` members their value; anything else is stored as its ``str()`` (its class name when
+it has only the default repr) with a one-time warning. Every change is written to the run's
 metadata file at once.
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
-import dataclasses
-import enum
-import math
-import os
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
@@ -22,96 +18,59 @@ from typing import Any
 
 from ._secrets import is_secret_name, mask_value
 from .errors import EmWarning
+from .sanitize import json_safe
 
-__all__ = ["Hyperparameters", "to_plain_dict"]
+__all__ = ["Hyperparameters", "deep_merge", "sanitize", "to_plain_dict"]
 
 _warned_types: set[str] = set()
 
 
-def _is_omegaconf(obj: Any) -> bool:
-    mod = type(obj).__module__ or ""
-    return mod.startswith("omegaconf") and type(obj).__name__ in {"DictConfig", "ListConfig"}
+def _warn_unknown(path: str, value: Any) -> None:
+    name = type(value).__name__
+    if name not in _warned_types:
+        _warned_types.add(name)
+        warnings.warn(f"em: hyperparameter {path!r} has type {name}, which is not "
+                      "JSON-compatible; it is stored as its str()", EmWarning, stacklevel=5)
+
+
+def _masked(tree: Any) -> Any:
+    """``tree`` (already JSON-safe) with the values under secret names masked, at any depth."""
+    if isinstance(tree, dict):
+        return {k: mask_value(v) if is_secret_name(k) else _masked(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_masked(v) for v in tree]
+    return tree
 
 
 def to_plain_dict(obj: Any, *, what: str = "hparams") -> dict[str, Any]:
     """Turn a Mapping, argparse Namespace, dataclass instance or OmegaConf DictConfig into a
-    new plain dict with sanitised values (OmegaConf interpolations resolved).
+    new plain dict, sanitised by :func:`em_core.sanitize.json_safe` (OmegaConf
+    interpolations resolved) and with values under secret names masked (see
+    ``em_core._secrets``).
 
     Raises:
         TypeError: ``obj`` is none of those, or a key is not a string.
+        ValueError: an int too long for JSON, or a structure that contains itself.
     """
-    if _is_omegaconf(obj):
-        # Given an OmegaConf object, omegaconf is importable; it is never imported otherwise.
-        from omegaconf import OmegaConf  # type: ignore[import-not-found]
-
-        obj = OmegaConf.to_container(obj, resolve=True)
-    elif isinstance(obj, argparse.Namespace):
-        obj = vars(obj)
-    elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        obj = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
-    elif hasattr(obj, "_asdict") and callable(obj._asdict):  # namedtuple
-        obj = obj._asdict()
-    if not isinstance(obj, Mapping):
+    out = json_safe(obj, what, on_unknown=lambda path, value: (
+        None if path == what else _warn_unknown(path, value)))  # top level: refused below
+    if not isinstance(out, dict):
         raise TypeError(f"{what}: expected a dict (or argparse.Namespace, dataclass instance, "
                         f"OmegaConf DictConfig), got {type(obj).__name__}: {obj!r:.200}")
-    out: dict[str, Any] = {}
-    for k, v in obj.items():
-        if not isinstance(k, str):
-            raise TypeError(f"{what}: key {k!r} is a {type(k).__name__}; keys must be strings")
-        # a secret-named key keeps its place with its value masked (see em_core._secrets)
-        out[k] = mask_value(v) if is_secret_name(k) else sanitize(v, f"{what}.{k}" if what else k)
-    return out
+    return _masked(out)  # type: ignore[no-any-return]
 
 
 def sanitize(value: Any, path: str) -> Any:
-    """A JSON-compatible copy of one hyperparameter value (see the module docstring)."""
-    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 14_000:
-        raise ValueError(f"hyperparameter {path!r}: an int of {value.bit_length()} bits has more "
-                         "digits than JSON readers accept (4300); store it as a string")
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return value
-    if isinstance(value, enum.Enum):
-        return sanitize(value.value, path)
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if _is_omegaconf(value) or isinstance(value, argparse.Namespace) or (
-            dataclasses.is_dataclass(value) and not isinstance(value, type)):
-        if _is_omegaconf(value) and type(value).__name__ == "ListConfig":
-            from omegaconf import OmegaConf  # type: ignore[import-not-found]
-
-            return sanitize(OmegaConf.to_container(value, resolve=True), path)
-        return to_plain_dict(value, what=path)
-    if isinstance(value, Mapping):
-        return to_plain_dict(value, what=path)
-    if isinstance(value, (list, tuple, set, frozenset)):
-        items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
-        return [sanitize(v, f"{path}[{i}]") for i, v in enumerate(items)]
-    mod = type(value).__module__ or ""
-    item = getattr(value, "item", None)
-    if callable(item) and (mod.startswith(("numpy", "torch", "jax", "tensorflow", "mxnet"))):
-        size = getattr(value, "size", 1)
-        size = size() if callable(size) else size
-        try:
-            if int(math.prod(size) if isinstance(size, tuple) else size) == 1:
-                return sanitize(item(), path)
-        except (TypeError, ValueError):
-            pass
-        tolist = getattr(value, "tolist", None)
-        if callable(tolist):
-            return sanitize(tolist(), path)
-    if type(value).__name__ not in _warned_types:
-        _warned_types.add(type(value).__name__)
-        warnings.warn(f"em: hyperparameter {path!r} has type {type(value).__name__}, which is "
-                      "not JSON-compatible; it is stored as its repr()", EmWarning, stacklevel=4)
-    return repr(value)
+    """A JSON-compatible copy of one hyperparameter value, secrets below it masked."""
+    return _masked(json_safe(value, path, on_unknown=_warn_unknown))
 
 
-def _deep_merge(dst: dict[str, Any], src: Mapping[str, Any], override: bool) -> None:
+def deep_merge(dst: dict[str, Any], src: Mapping[str, Any], override: bool) -> None:
+    """Merge ``src`` into ``dst`` key by key (nested dicts too); ``override=False`` keeps the
+    values ``dst`` has."""
     for k, v in src.items():
         if isinstance(v, dict) and isinstance(dst.get(k), dict):
-            _deep_merge(dst[k], v, override)
+            deep_merge(dst[k], v, override)
         elif override or k not in dst:
             dst[k] = v
 
@@ -140,7 +99,7 @@ class Hyperparameters(MutableMapping[str, Any]):
                  _shared: dict[str, Any] | None = None,
                  _lock: threading.RLock | None = None) -> None:
         object.__setattr__(self, "_data", _shared if _shared is not None else
-                           (_plain(data, "hparams") if data is not None else {}))
+                           (to_plain_dict(data) if data is not None else {}))
         object.__setattr__(self, "_on_change", on_change)
         object.__setattr__(self, "_prefix", _prefix)
         # Shared with the run's saves: a change and the save that writes it are one step, so
@@ -191,7 +150,7 @@ class Hyperparameters(MutableMapping[str, Any]):
         if not isinstance(key, str) or not key:
             raise TypeError(f"hyperparameter key must be a non-empty string, got {key!r}")
         clean = (mask_value(value) if is_secret_name(key)
-                 else _plain_value(value, self._prefix + key))
+                 else sanitize(value, self._prefix + key))
         self._change(lambda: self._data.__setitem__(key, clean))
 
     def __delitem__(self, key: str) -> None:
@@ -257,10 +216,10 @@ class Hyperparameters(MutableMapping[str, Any]):
             override: when False, keys that already exist keep their values.
             **kwargs: more hyperparameters by name (``update(lr=0.1)``).
         """
-        incoming = _plain(new_params, "hparams") if new_params is not None else {}
+        incoming = to_plain_dict(new_params) if new_params is not None else {}
         if kwargs:
-            incoming.update(_plain(kwargs, "hparams"))
-        self._change(lambda: _deep_merge(self._data, incoming, override))
+            incoming.update(to_plain_dict(kwargs))
+        self._change(lambda: deep_merge(self._data, incoming, override))
 
     def as_dict(self) -> dict[str, Any]:
         """A deep copy as plain dicts and lists."""
@@ -287,18 +246,3 @@ class Hyperparameters(MutableMapping[str, Any]):
                                                    dist_hvd=dist_hvd)
 
 
-def _plain(obj: Any, what: str) -> dict[str, Any]:
-    """:func:`to_plain_dict`, with a self-containing structure refused clearly."""
-    try:
-        return to_plain_dict(obj, what=what)
-    except RecursionError:
-        raise ValueError(f"{what}: nested too deeply or contains itself (a cycle); "
-                         "hyperparameters must be a tree of dicts and lists") from None
-
-
-def _plain_value(value: Any, path: str) -> Any:
-    try:
-        return sanitize(value, path)
-    except RecursionError:
-        raise ValueError(f"hyperparameter {path!r}: nested too deeply or contains itself "
-                         "(a cycle)") from None

@@ -11,12 +11,9 @@ A run is a directory (see README "Storage format")::
 from __future__ import annotations
 
 import builtins
-import errno
 import json
-import logging
 import os
 import secrets
-import shutil
 import string
 import threading
 import time
@@ -28,10 +25,11 @@ from typing import Any
 from . import _lifecycle, _logpath, _validate
 from ._files import write_json_atomic
 from ._lifecycle import Status, error_info
-from ._metricfile import MetricWriter, Record, read_records, summary_for_meta
-from ._paths import RUN_PARENT_DEFAULT, RUN_PARENT_ENV, parent_dir
+from ._metricfile import MetricWriter
+from ._metricread import LastPoints, Point, Record, read_records, summary_for_meta
+from ._noop import NoOpRun
+from ._paths import parent_dir
 from ._recorded import Recorded
-from .dist import dist_info
 from .errors import RunFinishedError
 from .hparams import Hyperparameters
 
@@ -87,6 +85,7 @@ class Run(Recorded):
         self._resave = False
         self._ended = not writable
         self._writer: MetricWriter | None = None
+        self._last_points: LastPoints | None = None  # made at the first last_point()
         self._fast: dict[Any, Any] = _EMPTY
         self._liveness: _lifecycle.LivenessLock | None = None
         self._forked = False  # set in a forked child: the run is its parent's (see _logpath)
@@ -246,6 +245,31 @@ class Run(Recorded):
         if self._writer is not None:
             self._writer.flush()
 
+    def last_point(self, type: str) -> Point | None:  # noqa: A002 - as log()'s parameter
+        """Step and epoch of the last record logged under ``type``, or None if there is none.
+
+        ``type`` is normalised as in :meth:`log` ('training' is 'train'). Cheap: the run
+        keeps the answer per type and, on each call, reads only the records appended since
+        the previous call (never the whole log); a run opened with :func:`load_run` (or
+        resumed) reads its log once, at the first call. Records logged by other processes
+        into the same run are seen too.
+
+        Returns:
+            ``Point(step, epoch)`` (a named tuple), or None.
+
+        Raises:
+            TypeError: ``type`` is not a string.
+            CorruptRunError: the metric log is not one this em reads.
+        """
+        kind = _validate.metric_type(type)
+        if self._last_points is None:
+            self._last_points = LastPoints(self._path / METRICS_FILE)
+        w = self._writer
+        if w is None:
+            return self._last_points.update().get(kind)
+        with w.lock:  # no record is half-stored while it is read back
+            return self._last_points.update().get(kind)
+
     def metric_records(self) -> list[Record]:
         """Every logged record in order (type, step, epoch, unix time, values)."""
         path = self._path / METRICS_FILE
@@ -353,7 +377,7 @@ class Run(Recorded):
         self._meta["end_timestamp"] = None
         self._meta.pop("summary", None)
         self._meta["error"] = None
-        self._meta["process"] = {**(self._meta.get("process") or {}), "host": _host(),
+        self._meta["process"] = {**(self._meta.get("process") or {}), "host": hostname(),
                                  "pid": os.getpid(), "boot_id": _lifecycle.boot_id()}
         self._meta.setdefault("resumed", []).append(now_iso())
         self._ended = False
@@ -388,168 +412,13 @@ _time = time.time
 _type = builtins.type  # Run.log's parameter named 'type' (the seed API's) shadows the builtin
 
 
-class NoOpRun:
-    """What ``create_run`` returns on a rank other than 0: accepts every call of
-    :class:`Run` and writes nothing. Hyperparameters are kept in memory only."""
-
-    def __init__(self, name: str = "default", hparams: Any = None,
-                 labels: list[str] | None = None, description: str = "", *,
-                 upload: dict[str, Any] | None = None) -> None:
-        self.name = name
-        self.alternative_name = name
-        self.labels = list(labels or [])
-        self.description = description
-        self.status = Status.RUNNING
-        self.start_timestamp = now_iso()
-        self.end_timestamp: str | None = None
-        self.hparams = Hyperparameters(hparams or {})
-        self.metrics: dict[str, list[dict[str, Any]]] = {}
-        self.platform: dict[str, Any] = {}
-        self.git: dict[str, Any] | None = None
-        self.associations: dict[str, list[dict[str, Any]]] = {}
-        self.remote: list[dict[str, Any]] = []
-        self.local: str | None = None
-        self.error: dict[str, Any] | None = None
-        self.upload_options: dict[str, Any] = dict(upload or {})
-
-    def log(self, type: str, metrics: Mapping[str, Any], step: int,  # noqa: A002
-            epoch: int | None = None) -> None:
-        """Does nothing (this rank does not record)."""
-
-    def resume(self) -> None:
-        pass
-
-    def finish(self, status: Status | str = Status.COMPLETE, *, error: Any = None) -> None:
-        self.status = Status(status)
-
-    def flush(self) -> None:
-        pass
-
-    def mark_input(self, obj: Any) -> None:
-        pass
-
-    def mark_output(self, obj: Any) -> None:
-        pass
-
-    def upload(self, *args: Any, **kwargs: Any) -> None:
-        """Does nothing (only rank 0 uploads)."""
-
-    def _add_association(self, key: str, other: Any) -> None:
-        pass
-
-    def metric_records(self) -> list[Record]:
-        return []
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "status": self.status.value, "hparams": self.hparams.as_dict()}
-
-    @classmethod
-    def parse_from_dict(cls, d: Mapping[str, Any]) -> dict[str, Any]:
-        """As :meth:`Run.parse_from_dict`."""
-        return Run.parse_from_dict(d)
-
-    def __enter__(self) -> NoOpRun:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        pass
-
-    def __repr__(self) -> str:
-        return f"<em NoOpRun {self.name!r} (rank {dist_info().rank} does not record)>"
-
-
-def _all_ranks() -> bool:
-    return os.environ.get("EM_ALL_RANKS", "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def create_run(config_path: str | os.PathLike[str] | None = None, name: str = "default",
-               hparams: Any = None, labels: list[str] | None = None, description: str = "",
-               auto_upload: bool = False, folder: str = "default", make_folder: bool = False,
-               conflict_strategy: str = "new") -> Run | NoOpRun:
-    """Start recording a run in a new directory under ``$EM_RUN_PARENT_DIR`` (default
-    ``.em/runs``), named ``<name>_<yymmdd>_<hhmmss>_<6 random [a-z0-9]>``.
-
-    Args:
-        config_path: a YAML file with any of these arguments; its values win over the
-            arguments (``hparams`` are merged key by key, the file's winning).
-        name: the run's name (no '/').
-        hparams: initial hyperparameters: dict, argparse Namespace, dataclass, OmegaConf.
-        labels: list of strings. description: free text.
-        auto_upload, folder, make_folder, conflict_strategy: upload settings, validated and
-            stored with the run ('skip', 'error', 'new' or 'replace').
-
-    Returns:
-        The :class:`Run`; on a rank other than 0 of a distributed job, a :class:`NoOpRun`
-        that records nothing (set ``EM_ALL_RANKS=1`` to record every rank).
-
-    Platform and git state are collected now. Until ``finish()`` (or the end of a ``with``
-    block), exit hooks make sure the run's status tells how the process ended.
-    """
-    from ._config import load_run_config
-    from .hparams import _deep_merge, _plain
-
-    args: dict[str, Any] = {"name": name, "labels": labels, "description": description,
-                            "auto_upload": auto_upload, "folder": folder,
-                            "make_folder": make_folder, "conflict_strategy": conflict_strategy}
-    hp = _plain(hparams, "hparams") if hparams is not None else {}
-    if config_path is not None:
-        config = load_run_config(config_path)
-        if "hparams" in config and config["hparams"] is not None:
-            _deep_merge(hp, _plain(config.pop("hparams"), "config hparams"), True)
-        config.pop("hparams", None)
-        args.update(config)
-    name = _validate.name(args["name"])
-    meta: dict[str, Any] = {
-        "format_version": FORMAT_VERSION, "kind": "run", "name": name,
-        "labels": _validate.labels(args["labels"]),
-        "description": _validate.text(args["description"], "description"),
-        "upload": {"auto_upload": _validate.flag(args["auto_upload"], "auto_upload"),
-                   "folder": _validate.folder(args["folder"]),
-                   "make_folder": _validate.flag(args["make_folder"], "make_folder"),
-                   "conflict_strategy": _validate.conflict_strategy(args["conflict_strategy"])},
-    }
-    dist = dist_info()
-    if dist.rank != 0:
-        if not _all_ranks():
-            logging.getLogger("em").debug(
-                "rank %d of %d (%s): create_run(name=%r) returns a NoOpRun that records "
-                "nothing; set EM_ALL_RANKS=1 to record every rank", dist.rank,
-                dist.world_size, dist.launcher, name)
-            return NoOpRun(name, hp, meta["labels"], meta["description"], upload=meta["upload"])
-        meta["name"] = name = f"{name}-rank{dist.rank}"
-        meta["labels"].append(f"rank:{dist.rank}")
-
-    from ._git import collect_git
-    from ._platform import collect_platform
-
-    path = new_dir(RUN_PARENT_ENV, RUN_PARENT_DEFAULT, name)
-    try:
-        meta.update({
-            "alternative_name": path.name, "status": Status.RUNNING.value,
-            "start_timestamp": now_iso(), "end_timestamp": None, "error": None, "hparams": hp,
-            "platform": collect_platform(), "git": collect_git(),
-            "associations": {}, "remote": [],
-            "process": {"host": _host(), "pid": os.getpid(), "boot_id": _lifecycle.boot_id(),
-                        "rank": dist.rank, "world_size": dist.world_size,
-                        "launcher": dist.launcher},
-        })
-        write_json_atomic(path / META_FILE, meta)
-        return Run(path, meta, writable=True)
-    except BaseException as e:
-        # No half-made run may be left saying Running (a full disk, a file-size limit).
-        shutil.rmtree(path, ignore_errors=True)
-        if isinstance(e, OSError) and e.errno is not None:
-            raise OSError(e.errno, f"em could not create the run directory {str(path)!r}: "
-                          f"{e.strerror or e} ({errno.errorcode.get(e.errno, e.errno)}); "
-                          "nothing was left behind") from e
-        raise
-
-
-def _host() -> str:
+def hostname() -> str:
+    """This machine's host name (recorded with the writing process)."""
     import socket
 
     return socket.gethostname()
 
 
-# load_run lives in its own module (run.py stays small); re-exported here for old imports.
+# create_run and load_run live in their own modules (run.py stays small); re-exported here.
+from ._create import create_run  # noqa: E402
 from ._load import load_run  # noqa: E402

@@ -42,6 +42,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import em_core as em
+from em_core.sanitize import json_safe
 
 __all__ = ["EMBatchEndCallback", "EMEpochEndCallback", "EMEvalEndCallback", "EMGluonLogger",
            "log_fit_args", "log_trainer_hparams"]
@@ -77,16 +78,6 @@ def _positive_int(value: Any, name: str, *, optional: bool = False) -> None:
                          f"got {value!r}")
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, (bool, int, float, str)) or value is None:
-        return value
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return type(value).__name__  # an object (an initializer, a scheduler): its kind
-
-
 def _scheduler(sched: Any) -> Any:
     if sched is None:
         return None
@@ -95,7 +86,7 @@ def _scheduler(sched: Any) -> Any:
                 "pwr", "warmup_steps", "warmup_begin_lr", "warmup_mode"):
         value = getattr(sched, key, None)
         if isinstance(value, (int, float, str, list, tuple)):
-            out[key] = _plain(value)
+            out[key] = json_safe(value, key)
     return out
 
 
@@ -147,7 +138,7 @@ def log_fit_args(run: Any, **fit_kwargs: Any) -> dict[str, Any]:
     for key in ("optimizer", "num_epoch", "begin_epoch", "kvstore", "initializer"):
         if key in fit_kwargs:
             value = fit_kwargs[key]
-            rec[key] = value if isinstance(value, (str, int, float)) else _plain(value)
+            rec[key] = json_safe(value, key)  # an object (initializer...): its class name
     if "optimizer_params" in fit_kwargs:
         params = fit_kwargs["optimizer_params"]
         try:
@@ -155,7 +146,8 @@ def log_fit_args(run: Any, **fit_kwargs: Any) -> dict[str, Any]:
         except (TypeError, ValueError) as exc:
             raise TypeError(f"optimizer_params must be a dict or a sequence of (name, value) "
                             f"pairs, as Module.fit takes it; got {params!r}") from exc
-        rec["optimizer_params"] = {str(k): _plain(v) for k, v in pairs.items()}
+        rec["optimizer_params"] = {str(k): json_safe(v, f"optimizer_params.{k}")
+                                   for k, v in pairs.items()}
     opt = fit_kwargs.get("optimizer")
     if opt is not None and not isinstance(opt, str):  # an Optimizer: what it holds
         held = _optimizer_hparams(opt)

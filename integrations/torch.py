@@ -20,11 +20,11 @@ nothing is written.
 from __future__ import annotations
 
 import collections
-from collections.abc import Mapping
 from typing import Any
 
-from em_core._horovod import describe_torch_optimizer
 from em_core.dist import describe_torch_model as _describe_torch_model
+from em_core.sanitize import json_safe
+from em_core.torch_optimizer import describe_torch_optimizer
 
 try:
     import torch
@@ -49,31 +49,12 @@ _SCHEDULER_STATE = frozenset({
 _WRAPPERS = ("DistributedDataParallel", "DataParallel", "FullyShardedDataParallel")
 
 
-def _plain(value: Any) -> Any:
-    """A JSON-compatible copy of one configuration value."""
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return value
-    if isinstance(value, torch.Tensor):
-        return value.item() if value.numel() == 1 else value.tolist()
-    if isinstance(value, torch.device):
-        return str(value)
-    if isinstance(value, collections.Counter):  # MultiStepLR keeps its milestones in one
-        return sorted(value.elements())
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [_plain(v) for v in value]
-    if callable(value):
-        return getattr(value, "__qualname__", None) or type(value).__qualname__
-    item = getattr(value, "item", None)  # NumPy scalars
-    if callable(item):
-        try:
-            return _plain(item())
-        except (TypeError, ValueError):
-            pass
-    return repr(value)
+def _plain(value: Any, path: str) -> Any:
+    """:func:`em_core.sanitize.json_safe`, with MultiStepLR's milestone ``Counter`` as the
+    sorted list of milestones it stands for."""
+    if isinstance(value, collections.Counter):
+        value = sorted(value.elements())
+    return json_safe(value, path)
 
 
 def count_parameters(module: torch.nn.Module) -> dict[str, int]:
@@ -140,15 +121,15 @@ def describe_scheduler(scheduler: Any) -> dict[str, Any]:
     for k, v in attrs.items():
         if k.startswith("_") or k in _SCHEDULER_STATE:
             continue
-        out[k] = _plain(v)
+        out[k] = _plain(v, k)
     # Configuration these schedulers keep only under private names.
     inner = attrs.get("_schedulers")
     if isinstance(inner, (list, tuple)):
         out["schedulers"] = [describe_scheduler(s) for s in inner]
     if "_milestones" in attrs:
-        out["milestones"] = _plain(attrs["_milestones"])
+        out["milestones"] = _plain(attrs["_milestones"], "milestones")
     if "_anneal_func_type" in attrs:  # OneCycleLR's anneal_strategy
-        out["anneal_strategy"] = _plain(attrs["_anneal_func_type"])
+        out["anneal_strategy"] = _plain(attrs["_anneal_func_type"], "anneal_strategy")
     return out
 
 

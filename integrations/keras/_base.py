@@ -22,8 +22,8 @@ def legacy_requested() -> bool:
     return os.environ.get("TF_USE_LEGACY_KERAS") in ("true", "True", "1")
 
 
-def _import_keras() -> tuple[ModuleType, str]:
-    """The Keras module whose ``Callback`` to subclass, and its flavour name."""
+def _import_keras() -> ModuleType:
+    """The Keras module whose ``Callback`` to subclass (``keras`` or ``tf_keras``)."""
     order = ("tf_keras", "keras") if legacy_requested() else ("keras", "tf_keras")
     missing: list[str] = []
     for name in order:
@@ -34,13 +34,13 @@ def _import_keras() -> tuple[ModuleType, str]:
                 raise
             missing.append(name)
             continue
-        return module, name
+        return module
     raise ModuleNotFoundError(
         f"integrations.keras needs Keras: neither {' nor '.join(missing)} is installed. "
         f"Install it with: {_EXTRA_HINT}", name="keras")
 
 
-KERAS, FLAVOUR = _import_keras()
+KERAS = _import_keras()
 BaseCallback: type = KERAS.callbacks.Callback
 
 

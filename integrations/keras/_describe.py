@@ -8,10 +8,11 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from em_core.sanitize import json_safe, keras_serialized
+
 __all__ = ["current_lr", "describe_fit", "describe_loss", "describe_optimizer",
            "distribute_strategy", "iterations", "keras_info", "param_counts"]
 
-_SERIALIZED_KEYS = frozenset({"class_name", "config"})
 
 
 def _to_python(value: Any) -> Any:
@@ -32,31 +33,11 @@ def _to_python(value: Any) -> Any:
 
 
 def plain(value: Any) -> Any:
-    """A JSON-compatible copy of a Keras config value.
-
-    Serialized Keras objects (``{'class_name', 'config', ...}``) become
-    ``{'class': ..., 'config': ...}``; NumPy scalars (tf_keras returns ``np.float32``)
-    become Python numbers; functions become their names; anything else its type name.
-    """
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, Mapping):
-        if _SERIALIZED_KEYS <= set(value):
-            return {"class": str(value["class_name"]), "config": plain(value["config"])}
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    converted = _to_python(value)
-    if converted is not value:
-        return plain(converted)
-    tolist = getattr(value, "tolist", None)  # multi-element NumPy arrays
-    if callable(tolist):
-        return plain(tolist())
-    if callable(value) and hasattr(value, "__name__"):
-        return str(value.__name__)
-    return type(value).__name__
+    """A JSON-compatible copy of a Keras config value: serialized Keras objects
+    (``{'class_name', 'config', ...}``) become ``{'class': ..., 'config': ...}``, the rest
+    follows :func:`em_core.sanitize.json_safe` (NumPy scalars, which tf_keras returns, as
+    Python numbers; functions as their names)."""
+    return json_safe(keras_serialized(value), "keras")
 
 
 def _is_schedule(value: Any) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,12 +11,6 @@ from . import _describe
 from ._base import DualProtocolCallback
 
 __all__ = ["EMEvalCallback", "EMFitCallback"]
-
-# run -> (step, epoch) of the last training point a Keras callback logged into it in this
-# process, so that evaluate() lands on it and a second fit() continues after it.
-_last_points: weakref.WeakKeyDictionary[Any, tuple[int, int | None]] = (
-    weakref.WeakKeyDictionary())
-
 
 def _check_run(run: Any, who: str) -> bool:
     """Validate ``run``; True when it records (False for a rank's ``NoOpRun``)."""
@@ -34,20 +27,14 @@ def _check_run(run: Any, who: str) -> bool:
 
 
 def _last_train_point(run: Any) -> tuple[int, int | None] | None:
-    """The last training point of ``run``: logged by a Keras callback in this process, else
-    the last 'train' record on disk (e.g. from a custom loop's ``run.log``)."""
-    point = _last_points.get(run)
-    if point is not None:
-        return point
+    """The run's last 'train' point (step, epoch), whoever logged it (a Keras callback, a
+    custom loop's ``run.log``, an earlier process of a resumed run). ``Run.last_point``
+    reads only what was logged since its previous call: no cost that grows with the run."""
     try:
-        records = run.metrics.get("train")
+        return run.last_point("train")  # type: ignore[no-any-return]
     except (em.EmError, OSError) as exc:
-        em.handle_problem(exc, key="keras:read-metrics")
+        em.handle_problem(exc, key="keras:last-point")
         return None
-    if not records:
-        return None
-    seq = records[-1]["sequence"]
-    return int(seq["step"]), seq.get("epoch")
 
 
 def _log(run: Any, type_: str, metrics: dict[str, Any], step: int, epoch: int | None) -> None:
@@ -225,7 +212,6 @@ class EMFitCallback(DualProtocolCallback):
         self._bucket = bucket
         step = self._epoch_start_step + batch + 1
         _log(self.run, "train", dict(logs), step, self._epoch + 1)
-        _last_points[self.run] = (step, self._epoch + 1)
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         """Training metrics (type 'train', with the learning rate) and validation metrics
@@ -248,7 +234,6 @@ class EMFitCallback(DualProtocolCallback):
         step = self._step()
         _log(self.run, "train", self._with_lr(train), step, epoch + 1)
         _log(self.run, "val", val, step, epoch + 1)
-        _last_points[self.run] = (step, epoch + 1)
 
     def _needs_counts(self) -> bool:
         # A subclassed model may only be built by its first step (Keras 3 on torch).
@@ -263,9 +248,9 @@ class EMEvalCallback(DualProtocolCallback):
     Hooks:
         * ``on_test_end``: the metrics ``evaluate`` returns, as type ``'test'``.
 
-    The point's step is ``step`` when given; else the run's last training step (logged by
-    an :class:`EMFitCallback` in this process, or read back from the run's 'train'
-    records), with its epoch; else the model optimizer's iteration count; else 0.
+    The point's step is ``step`` when given; else the run's last training step and its
+    epoch (``run.last_point('train')``: logged by an :class:`EMFitCallback`, a custom loop or
+    an earlier process of a resumed run); else the model optimizer's iteration count; else 0.
 
     Pass it to ``evaluate`` only: ``fit`` also runs test hooks for its validation passes.
     On ranks other than 0 (an ``em.NoOpRun``) it does nothing.

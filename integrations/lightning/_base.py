@@ -3,11 +3,13 @@ classes (which differ only in their Lightning base class)."""
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import weakref
 from argparse import Namespace
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from lightning_utilities.core.rank_zero import rank_zero_only
 
@@ -80,6 +82,24 @@ LOGGER_DOC = """Lightning logger that records the Trainer's run in an em run.
 
 def _rank() -> int:
     return int(getattr(rank_zero_only, "rank", 0) or 0)
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _rank_zero(fn: _F) -> _F:
+    """Run ``fn`` on rank 0 only; on ranks above 0 it returns None and writes nothing.
+
+    Lightning's own ``rank_zero_only`` raises until the Trainer has set its rank; a logger
+    is also used before that (``EMLogger().run`` in a script), where this reads rank 0.
+    """
+    @functools.wraps(fn)
+    def on_rank_zero(*args: Any, **kwargs: Any) -> Any:
+        if _rank() > 0:
+            return None
+        return fn(*args, **kwargs)
+
+    return on_rank_zero  # type: ignore[return-value]
 
 
 class EMLoggerBase:
@@ -162,17 +182,17 @@ class EMLoggerBase:
         return self._run.name if self._run is not None else self._run_args.get("name")
 
     @property
+    @_rank_zero
     def version(self) -> str | None:
         """The run's directory name (``<name>_<yymmdd>_<hhmmss>_<random>``); None on ranks
         above 0."""
-        if _rank() > 0:
-            return None
-        return self.run.alternative_name
+        return self.run.alternative_name  # type: ignore[no-any-return]
 
     @property
+    @_rank_zero
     def save_dir(self) -> str | None:
         """The run's directory (None on ranks above 0)."""
-        return None if _rank() > 0 else self.run.local
+        return self.run.local  # type: ignore[no-any-return]
 
     @property
     def log_dir(self) -> str | None:
@@ -185,10 +205,9 @@ class EMLoggerBase:
         local = self.save_dir
         return os.path.dirname(os.path.abspath(local)) if local else None
 
+    @_rank_zero
     def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
         """Merge ``params`` into ``run.hparams`` (top level, nested keys kept)."""
-        if _rank() > 0:
-            return
         try:
             if isinstance(params, Namespace):
                 params = vars(params)
@@ -196,11 +215,10 @@ class EMLoggerBase:
         except (TypeError, ValueError, em.EmError) as e:
             em.handle_problem(e, key=f"lightning.log_hyperparams:{type(e).__name__}")
 
+    @_rank_zero
     def log_graph(self, model: Any, input_array: Any = None) -> None:
         """Lightning calls this right after ``log_hyperparams`` with the LightningModule:
         when fitting, record the Trainer's set-up (see the class docstring)."""
-        if _rank() > 0:
-            return
         try:
             if not isinstance(model, self._module_class):
                 raise TypeError(
@@ -220,9 +238,10 @@ class EMLoggerBase:
         except (TypeError, ValueError, AttributeError, em.EmError) as e:
             em.handle_problem(e, key=f"lightning.log_graph:{type(e).__name__}")
 
+    @_rank_zero
     def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
         """Record Lightning's metrics as em metrics (see the class docstring)."""
-        if _rank() > 0 or not metrics:
+        if not metrics:
             return
         try:
             trainer = self._trainer_ref() if self._trainer_ref is not None else None
@@ -250,10 +269,11 @@ class EMLoggerBase:
         except (TypeError, ValueError, AttributeError, em.EmError) as e:
             em.handle_problem(e, key=f"lightning.log_metrics:{type(e).__name__}")
 
+    @_rank_zero
     def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
         """Note the checkpoint files ModelCheckpoint wrote; copy them into the output
         artifact now (``'all'``) or at ``finalize`` (``'last'``, ``'best'``)."""
-        if _rank() > 0 or not self._log_checkpoints:
+        if not self._log_checkpoints:
             return
         try:
             cb = checkpoint_callback
@@ -286,9 +306,10 @@ class EMLoggerBase:
         """Nothing to do: each ``log`` is on disk (page cache) when it returns. Lightning
         calls this after every ``log_metrics``, so it must stay cheap."""
 
+    @_rank_zero
     def finalize(self, status: str) -> None:
         """End of a fit/validate/test call (see the class docstring)."""
-        if _rank() > 0 or self._run is None:
+        if self._run is None:
             return  # nothing was recorded: do not create a run just to end it
         try:
             wanted = {"last": self._ckpt_latest, "best": self._ckpt_best}.get(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from em_core.sanitize import json_safe
 from integrations.torch import (
     count_parameters,
     describe_optimizer,
@@ -23,15 +24,6 @@ _LAUNCHERS = {"_SubprocessScriptLauncher": "subprocess script",
               "_MultiProcessingLauncher": "multiprocessing"}
 
 
-def _plain(value: Any) -> Any:
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    enum_value = getattr(value, "value", None)  # GradClipAlgorithmType and other str enums
-    if isinstance(enum_value, (str, int, float)):
-        return enum_value
-    return str(value)
-
-
 def _one_or_many(key: str, items: list[dict[str, Any]]) -> dict[str, Any]:
     if not items:
         return {}
@@ -43,7 +35,7 @@ def _scheduler(config: Any) -> dict[str, Any]:
     for name in ("interval", "frequency", "monitor", "name"):
         value = getattr(config, name, None)
         if value is not None:
-            out[name] = _plain(value)
+            out[name] = json_safe(value, name)
     return out
 
 
@@ -75,7 +67,7 @@ def describe_trainer(trainer: Any, module: Any) -> dict[str, Any]:
         'num_nodes', 'launcher', 'backend', 'torch': ...}}``. One optimizer or scheduler is
         a dict, several are a list.
     """
-    out: dict[str, Any] = {"trainer": {a: _plain(getattr(trainer, a, None))
+    out: dict[str, Any] = {"trainer": {a: json_safe(getattr(trainer, a, None), a)
                                        for a in _TRAINER_ATTRS}}
     top = type(trainer).__module__.split(".")[0]
     version = getattr(__import__(top), "__version__", None)

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 import em_core as em
-from em_core import _metricfile
+from em_core import _metricfile, _metricread
 
 REPO = Path(__file__).resolve().parents[2]
 TIMEOUT = 120
@@ -468,7 +468,7 @@ def test_bad_magic_is_still_an_error(tmp_path: Path) -> None:
 
 
 def _schema_count(path: Path) -> int:
-    return sum(1 for _, schema, _ in _metricfile._scan(path.read_bytes()) if schema is not None)
+    return sum(1 for _, schema, _ in _metricread.scan(path.read_bytes()) if schema is not None)
 
 
 def test_rotating_more_shapes_than_the_cache_declares_each_once(run: em.Run) -> None:
