@@ -22,8 +22,8 @@ never called, except for the read-only conversions named below. The rules, in or
   (recognised by their module, never imported here): one element becomes a Python number
   (``item()``), several a nested list (``tolist()``); TF/Keras/MXNet ones are read through
   ``numpy()``/``asnumpy()`` first.
-* functions, methods and classes: their ``__qualname__`` (``'warmup'``,
-  ``'main.<locals>.lr_lambda'``).
+* functions, methods and classes: their ``__name__`` (``'warmup'``, ``'squared_error'``,
+  ``'<lambda>'``), as Keras records functions in its configs.
 * ``bytes``: decoded as UTF-8 with ``backslashreplace``.
 * anything else: ``str(value)`` when its class defines ``__str__`` or ``__repr__``
   (``torch.device`` -> ``'cpu'``), else its class name (the default repr only shows a
@@ -121,7 +121,7 @@ def _safe(value: Any, path: str, on_unknown: Any, seen: set[int]) -> Any:
     if array is not _NOTHING:
         return _safe(array, path, on_unknown, seen)
     if isinstance(value, _NAMED):
-        return str(getattr(value, "__qualname__", None) or getattr(value, "__name__", "?"))
+        return str(getattr(value, "__name__", None) or getattr(value, "__qualname__", "?"))
     if on_unknown is not None:
         on_unknown(path, value)
     cls = type(value)

@@ -37,12 +37,17 @@ from __future__ import annotations
 
 import os
 import time
-import weakref
 from collections.abc import Mapping
 from typing import Any
 
 import em_core as em
-from em_core.sanitize import json_safe
+
+from .mxnet_hparams import (
+    kvstore_hparams,
+    log_fit_args,
+    log_trainer_hparams,
+    optimizer_hparams,
+)
 
 __all__ = ["EMBatchEndCallback", "EMEpochEndCallback", "EMEvalEndCallback", "EMGluonLogger",
            "log_fit_args", "log_trainer_hparams"]
@@ -78,127 +83,35 @@ def _positive_int(value: Any, name: str, *, optional: bool = False) -> None:
                          f"got {value!r}")
 
 
-def _scheduler(sched: Any) -> Any:
-    if sched is None:
-        return None
-    out: dict[str, Any] = {"type": type(sched).__name__}
-    for key in ("base_lr", "step", "factor", "stop_factor_lr", "max_update", "final_lr",
-                "pwr", "warmup_steps", "warmup_begin_lr", "warmup_mode"):
-        value = getattr(sched, key, None)
-        if isinstance(value, (int, float, str, list, tuple)):
-            out[key] = json_safe(value, key)
-    return out
-
-
-def _optimizer_hparams(opt: Any) -> dict[str, Any]:
-    """What an ``mx.optimizer.Optimizer`` holds: its kind and settings."""
-    out: dict[str, Any] = {"optimizer": type(opt).__name__.lower()}
-    try:
-        out["learning_rate"] = float(opt.learning_rate)
-    except (AttributeError, TypeError, ValueError, RuntimeError):
-        pass
-    for key in ("wd", "momentum", "rescale_grad", "clip_gradient", "beta1", "beta2",
-                "epsilon", "multi_precision", "begin_num_update"):
-        value = getattr(opt, key, None)
-        if isinstance(value, (int, float, bool)):
-            out[key] = value
-    if getattr(opt, "lr_scheduler", None) is not None:
-        out["lr_scheduler"] = _scheduler(opt.lr_scheduler)
-    return out
-
-
-def _kvstore_hparams(kv: Any) -> dict[str, Any]:
-    if kv is None:
-        return {}
-    if isinstance(kv, str):
-        return {"kvstore": kv}
-    out: dict[str, Any] = {"kvstore": str(getattr(kv, "type", type(kv).__name__))}
-    workers = getattr(kv, "num_workers", None)
-    if isinstance(workers, int) and ("dist" in out["kvstore"]
-                                     or out["kvstore"].startswith(("horovod", "byteps"))):
-        out["kvstore_num_workers"] = workers
-    return out
-
-
-def log_fit_args(run: Any, **fit_kwargs: Any) -> dict[str, Any]:
-    """Record ``Module.fit`` arguments as given, and return them unchanged for ``fit(**...)``.
-
-    Recorded as hyperparameters, when present: ``optimizer`` (a name, or an
-    ``mx.optimizer.Optimizer``: its lowercased class name, and its settings as
-    ``optimizer_params`` since MXNet then ignores the ``optimizer_params`` argument),
-    ``optimizer_params`` (a dict or ``(name, value)`` pairs, as ``fit`` takes them),
-    ``num_epoch``, ``begin_epoch``, ``kvstore`` (a name, or a KVStore: its type, and the
-    worker count when distributed) and ``initializer`` (its class name). Other keyword
-    arguments pass through unrecorded.
-
-    Raises:
-        TypeError: ``optimizer_params`` is neither a mapping nor (name, value) pairs.
-    """
-    rec: dict[str, Any] = {}
-    for key in ("optimizer", "num_epoch", "begin_epoch", "kvstore", "initializer"):
-        if key in fit_kwargs:
-            value = fit_kwargs[key]
-            rec[key] = json_safe(value, key)  # an object (initializer...): its class name
-    if "optimizer_params" in fit_kwargs:
-        params = fit_kwargs["optimizer_params"]
-        try:
-            pairs = dict(params)
-        except (TypeError, ValueError) as exc:
-            raise TypeError(f"optimizer_params must be a dict or a sequence of (name, value) "
-                            f"pairs, as Module.fit takes it; got {params!r}") from exc
-        rec["optimizer_params"] = {str(k): json_safe(v, f"optimizer_params.{k}")
-                                   for k, v in pairs.items()}
-    opt = fit_kwargs.get("optimizer")
-    if opt is not None and not isinstance(opt, str):  # an Optimizer: what it holds
-        held = _optimizer_hparams(opt)
-        rec["optimizer"] = held.pop("optimizer")
-        rec["optimizer_params"] = held
-    kv = fit_kwargs.get("kvstore")
-    if kv is not None and not isinstance(kv, str):
-        rec.update(_kvstore_hparams(kv))
-    if rec:
-        try:
-            run.hparams.update(rec)
-        except Exception as exc:  # noqa: BLE001 - recording must not stop the training
-            em.handle_problem(exc, key="mxnet-fit-args")
-    return fit_kwargs
-
-
-def log_trainer_hparams(run: Any, trainer: Any) -> None:
-    """Record a Gluon ``Trainer``: optimizer, learning rate, weight decay, momentum,
-    rescale_grad, lr scheduler, and the kvstore (type, and workers when distributed)."""
-    try:
-        opt = trainer.optimizer
-        hp = _optimizer_hparams(opt)
-        hp["learning_rate"] = float(trainer.learning_rate)
-        kv = getattr(trainer, "_kvstore", None)  # private; set once the trainer has stepped
-        if kv is None:
-            params = getattr(trainer, "_kvstore_params", None) or {}
-            kv = params.get("kvstore") if isinstance(params.get("kvstore"), str) else None
-        hp.update(_kvstore_hparams(kv))
-        run.hparams.update(hp)
-    except Exception as exc:  # noqa: BLE001 - a changed Trainer must not stop training
-        em.handle_problem(exc, key="mxnet-trainer-hparams")
-
-
 class _Progress:
-    """The global step, shared by the callbacks of one run."""
+    """The global step of one :class:`EMBatchEndCallback`, which the epoch-end and eval-end
+    callbacks given it as ``batch_end=`` share."""
 
     def __init__(self) -> None:
         self.step = -1  # index of the last batch seen, counted across epochs
         self.metric: Any = None  # the training EvalMetric fit() uses
+        self.started = False
 
 
-# The callbacks of one run find each other's progress through the run: the epoch-end and
-# eval-end callbacks then share the batch callback's step axis and metric without batch_end=.
-_PROGRESS: weakref.WeakKeyDictionary[Any, _Progress] = weakref.WeakKeyDictionary()
-
-
-def _progress_of(run: Any) -> _Progress:
+def _last_train_step(run: Any) -> int | None:
+    """The step of the run's last 'train' record (``Run.last_point``: cheap, whoever logged
+    it); None when there is none or the run cannot tell."""
     try:
-        return _PROGRESS.setdefault(run, _Progress())
-    except TypeError:  # a run that cannot be weakly referenced: this callback alone
-        return _Progress()
+        point = run.last_point("train")
+    except (em.EmError, OSError, AttributeError) as exc:
+        em.handle_problem(exc, key="mxnet-last-point")
+        return None
+    return None if point is None else int(point.step)
+
+
+def _step(run: Any, progress: _Progress | None, epoch: int) -> int:
+    """The step for an epoch-end or eval-end point: the batch callback's; else the run's
+    last training step or the epoch, whichever is larger (an epoch-end callback alone logs
+    at step=epoch, as before)."""
+    if progress is not None and progress.step >= 0:
+        return progress.step
+    last = _last_train_step(run)
+    return epoch if last is None else max(last, epoch)
 
 
 def _check_batch_end(batch_end: Any) -> None:
@@ -234,7 +147,7 @@ class EMBatchEndCallback:
         self.batch_size = batch_size
         self.frequent = frequent
         self.module = module
-        self.progress = _progress_of(run)
+        self.progress = _Progress()
         self._off = isinstance(run, em.NoOpRun)
         self._tic = time.perf_counter()
         self._since = 0
@@ -243,6 +156,11 @@ class EMBatchEndCallback:
         if self._off:
             return
         prog = self.progress
+        if not prog.started:  # a run that has training points already: continue after them
+            prog.started = True
+            last = _last_train_step(self.run)
+            if last is not None and last > prog.step:
+                prog.step = last
         prog.step += 1
         prog.metric = param.eval_metric
         if param.nbatch == 0:  # speed is measured from the end of an epoch's first batch
@@ -271,8 +189,8 @@ class EMBatchEndCallback:
             if opt is None:
                 raise AttributeError("the Module has no _optimizer after init_optimizer(); "
                                      "module_optimizer is not recorded")
-            hp = _optimizer_hparams(opt)
-            hp.update(_kvstore_hparams(getattr(module, "_kvstore", None)))
+            hp = optimizer_hparams(opt)
+            hp.update(kvstore_hparams(getattr(module, "_kvstore", None)))
             self.run.hparams["module_optimizer"] = hp
         except Exception as exc:  # noqa: BLE001 - a private attribute may change
             em.handle_problem(exc, key="mxnet-module-optimizer")
@@ -282,19 +200,20 @@ class EMEvalEndCallback:
     """``eval_end_callback`` for ``Module.fit``: validation metrics as type ``'val'``.
 
     Fires once per epoch after ``fit`` scored ``eval_data``; logs the eval metric's
-    name/value pairs at ``epoch=param.epoch`` and at the global step of the run's
-    :class:`EMBatchEndCallback` (found through the run; ``step=epoch`` when the run has none).
+    name/value pairs at ``epoch=param.epoch`` and at the global step of ``batch_end`` (the
+    run's :class:`EMBatchEndCallback`); without it, at the step of the run's last training
+    point (``run.last_point('train')``) or at ``step=epoch``, whichever is larger.
 
     Args:
         run: The em run.
-        batch_end: The run's :class:`EMBatchEndCallback` (optional: found through the run).
+        batch_end: The run's :class:`EMBatchEndCallback`, to share its step axis exactly.
     """
 
     def __init__(self, run: Any, *, batch_end: EMBatchEndCallback | None = None) -> None:
         _require_mxnet()
         _check_batch_end(batch_end)
         self.run = run
-        self.progress = batch_end.progress if batch_end is not None else _progress_of(run)
+        self.progress = batch_end.progress if batch_end is not None else None
         self._off = isinstance(run, em.NoOpRun)
 
     def __call__(self, param: Any) -> None:
@@ -302,7 +221,7 @@ class EMEvalEndCallback:
             return
         try:
             values = _name_values(param.eval_metric)
-            step = self.progress.step if self.progress.step >= 0 else param.epoch
+            step = _step(self.run, self.progress, param.epoch)
             if values:
                 self.run.log("val", values, step=step, epoch=param.epoch)
         except Exception as exc:  # noqa: BLE001 - logging must not stop training
@@ -314,10 +233,11 @@ class EMEpochEndCallback:
 
     Fires after each epoch with ``(epoch, symbol, arg_params, aux_params)``. Logs as type
     ``'train'`` the training metric over the whole epoch (what MXNet prints as
-    ``Train-...``; read from ``eval_metric``, or from the metric the run's
-    :class:`EMBatchEndCallback` saw) at that callback's global step (``step=epoch`` when the
-    run has none). MXNet does not hand the metric to epoch-end callbacks: without either,
-    there is nothing to log and em warns once. With ``checkpoint_prefix``, every ``period``
+    ``Train-...``; read from ``eval_metric``, or from the metric ``batch_end`` saw) at the
+    global step of ``batch_end``; without it, at the step of the run's last training point
+    (``run.last_point('train')``) or at ``step=epoch``, whichever is larger. MXNet does not
+    hand the metric to epoch-end callbacks: without ``eval_metric`` or ``batch_end`` there is
+    nothing to log and em warns once. With ``checkpoint_prefix``, every ``period``
     epochs the files ``<prefix>-symbol.json`` and ``<prefix>-<epoch+1:04d>.params`` (MXNet's
     ``do_checkpoint`` names) are copied into an output artifact ``<run name>-checkpoints``;
     em saves them itself unless this run wrote them already (``do_checkpoint`` earlier in the
@@ -325,7 +245,7 @@ class EMEpochEndCallback:
 
     Args:
         run: The em run.
-        batch_end: The run's :class:`EMBatchEndCallback` (optional: found through the run).
+        batch_end: The run's :class:`EMBatchEndCallback`: its step axis and the metric it saw.
         eval_metric: The training ``EvalMetric`` given to ``fit`` (instead of the one the
             batch callback saw).
         checkpoint_prefix: Where checkpoints are (or are to be) saved.
@@ -343,7 +263,7 @@ class EMEpochEndCallback:
             raise TypeError(f"checkpoint_prefix must be a path (str or os.PathLike) or None, "
                             f"got {checkpoint_prefix!r}")
         self.run = run
-        self.progress = batch_end.progress if batch_end is not None else _progress_of(run)
+        self.progress = batch_end.progress if batch_end is not None else None
         self.eval_metric = eval_metric
         self.checkpoint_prefix = (os.fspath(checkpoint_prefix) if checkpoint_prefix is not None
                                   else None)
@@ -358,14 +278,15 @@ class EMEpochEndCallback:
         if self._off:
             return
         try:
-            metric = self.eval_metric if self.eval_metric is not None else self.progress.metric
+            metric = self.eval_metric
+            if metric is None and self.progress is not None:
+                metric = self.progress.metric
             if metric is None:
                 raise ValueError("EMEpochEndCallback has no training metric to log (MXNet does "
-                                 "not pass it to epoch-end callbacks): put an "
-                                 "EMBatchEndCallback for this run in batch_end_callback, or "
-                                 "pass eval_metric=")
+                                 "not pass it to epoch-end callbacks): pass "
+                                 "batch_end=<the run's EMBatchEndCallback> or eval_metric=")
             values = _name_values(metric, whole=True)
-            step = self.progress.step if self.progress.step >= 0 else epoch
+            step = _step(self.run, self.progress, epoch)
             if values:
                 self.run.log("train", values, step=step, epoch=epoch)
         except Exception as exc:  # noqa: BLE001 - logging must not stop training
@@ -419,8 +340,6 @@ class EMEpochEndCallback:
 def _identity(path: str) -> tuple[int, int, int]:
     st = os.stat(path)
     return st.st_ino, st.st_size, st.st_mtime_ns
-
-
 
 
 class EMGluonLogger:

@@ -95,7 +95,9 @@ def horovod_torch(session: nox.Session) -> None:
     """Horovod with PyTorch: describe_hvd, a horovodrun -np 2 training loop, the example."""
     install_em(session, *TORCH_PINS, *BUILD_REQS)
     build_horovod(session, "torch")
-    session.run("pytest", "tests/integrations/horovod/test_hvd_torch.py", *session.posargs)
+    session.run("pytest", "tests/integrations/horovod/test_hvd_torch.py",
+                "tests/integrations/test_contract.py", *session.posargs,
+                env={"EM_CONTRACT": "horovod"})
 
 
 @nox.session

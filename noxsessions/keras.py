@@ -14,8 +14,8 @@ import nox
 
 from noxsessions._common import install_em
 
-PATHS = ("tests/integrations/keras",)
-QUIET_TF = {"EM_STRICT": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+PATHS = ("tests/integrations/keras", "tests/integrations/test_contract.py")
+QUIET_TF = {"EM_STRICT": "1", "TF_CPP_MIN_LOG_LEVEL": "2", "EM_CONTRACT": "keras"}
 
 DEFAULT = ["keras", "tf_keras", "keras_torch"]
 
@@ -42,4 +42,4 @@ def keras_torch(session: nox.Session) -> None:
     install_em(session, "torch==2.13.0", "keras==3.15.1")
     session.run("python", "-m", "pytest", "-q", *PATHS, "-m", "not tf_keras and not tf_backend",
                 *session.posargs,
-                env={"EM_STRICT": "1", "KERAS_BACKEND": "torch"})
+                env={"EM_STRICT": "1", "KERAS_BACKEND": "torch", "EM_CONTRACT": "keras"})

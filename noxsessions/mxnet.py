@@ -19,7 +19,9 @@ def caffe(session: nox.Session) -> None:
                 "tests/integrations/mxnet/test_log_corpus.py",
                 "tests/integrations/mxnet/test_log_cli.py",
                 "tests/integrations/mxnet/test_log_fastpath.py",
-                "tests/integrations/mxnet/test_log_secrets.py", *session.posargs)
+                "tests/integrations/mxnet/test_log_secrets.py",
+                "tests/integrations/test_contract.py", *session.posargs,
+                env={"EM_CONTRACT": "pipes"})
 
 
 @nox.session
@@ -27,4 +29,5 @@ def mxnet(session: nox.Session) -> None:
     """MXNet callbacks with real Module.fit and Gluon training, and the example."""
     install_em(session, "mxnet==1.9.1", "numpy<1.24")
     session.run("pytest", "tests/integrations/mxnet/test_callbacks.py",
-                "tests/integrations/mxnet/test_example.py", *session.posargs)
+                "tests/integrations/mxnet/test_example.py", "tests/integrations/test_contract.py",
+                *session.posargs, env={"EM_CONTRACT": "mxnet"})

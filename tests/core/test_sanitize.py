@@ -69,7 +69,7 @@ def _only_plain(v: Any) -> bool:
     (b"ab\xff", "ab\\xff"),
     (np.float32(0.5), 0.5), (np.int64(7), 7), (np.bool_(True), True), (np.str_("n"), "n"),
     (np.array([4]), 4), (np.array([[1, 2], [3, 4]]), [[1, 2], [3, 4]]),
-    (lr_lambda, "lr_lambda"), (Opaque, "Opaque"), (len, "len"),
+    (lr_lambda, "lr_lambda"), (lambda x: x, "<lambda>"), (Opaque, "Opaque"), (len, "len"),
     (Described(), "Described(k=1)"), (Printed(), "printed"),
     (Opaque(), "Opaque"),  # the default repr is only an address: the class name instead
 ])
@@ -163,7 +163,8 @@ def test_hparams_use_the_same_rules(run: Any) -> None:
 
 def test_no_integration_keeps_its_own_copy() -> None:
     root = Path(__file__).resolve().parents[2]
-    mine = ["integrations/torch.py", "integrations/mxnet.py", "integrations/keras/_describe.py",
+    mine = ["integrations/torch.py", "integrations/mxnet_hparams.py",
+            "integrations/keras/_describe.py",
             "integrations/lightning/_setup.py", "em_core/_horovod.py", "em_core/hparams.py"]
     for rel in mine:
         text = (root / rel).read_text()

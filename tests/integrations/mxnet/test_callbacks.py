@@ -217,19 +217,19 @@ class _Whole(mx.callback.Speedometer):
 
 
 def test_issue_usage_epoch_metric_is_the_whole_epoch() -> None:
-    """The callbacks as the issue writes them (no batch_end=): one step axis, and the epoch's
-    training metric over the whole epoch, not Speedometer's last window."""
+    """One step axis through batch_end=, and the epoch's training metric over the whole
+    epoch, not Speedometer's last window."""
     x, y = data()
     mod = module()
     run = em.create_run(name="usage")
     whole: list[dict[str, float]] = []
+    batch_cb = EMBatchEndCallback(run, batch_size=BATCH, frequent=3)
     mod.fit(mx.io.NDArrayIter(x, y, batch_size=BATCH, shuffle=True),
             eval_data=mx.io.NDArrayIter(x[:32], y[:32], batch_size=BATCH),
             num_epoch=2, optimizer_params={"learning_rate": 0.5},
-            batch_end_callback=[EMBatchEndCallback(run, batch_size=BATCH, frequent=3),
-                                _Whole(8, whole)],
-            epoch_end_callback=EMEpochEndCallback(run),
-            eval_end_callback=EMEvalEndCallback(run))
+            batch_end_callback=[batch_cb, _Whole(8, whole)],
+            epoch_end_callback=EMEpochEndCallback(run, batch_end=batch_cb),
+            eval_end_callback=EMEvalEndCallback(run, batch_end=batch_cb))
     run.finish()
     back = em.load_run(run.local)
     epoch_recs = [r for r in back.metrics["train"] if "samples_per_sec" not in r["value"]]
@@ -239,6 +239,31 @@ def test_issue_usage_epoch_metric_is_the_whole_epoch() -> None:
                if "samples_per_sec" in r["value"]]
     assert windows and len(whole) == 2
     assert [r["sequence"]["step"] for r in back.metrics["val"]] == [7, 15]
+
+
+def test_without_batch_end_the_run_gives_the_step_and_a_second_fit_continues(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """No module-level registry: the eval callback steps at the run's last training point
+    (Run.last_point, read incrementally), and a new batch callback on the same run continues
+    the step axis instead of starting again at 0."""
+    x, y = data()
+    mod = module()
+    run = em.create_run(name="axis")
+    reads = []
+    real = em.Run.metric_records
+    monkeypatch.setattr(em.Run, "metric_records", lambda self: reads.append(1) or real(self))
+    for _ in range(2):  # two fits, two fresh callbacks
+        mod.fit(mx.io.NDArrayIter(x, y, batch_size=BATCH),
+                eval_data=mx.io.NDArrayIter(x[:32], y[:32], batch_size=BATCH),
+                num_epoch=1, optimizer_params={"learning_rate": 0.5}, force_init=True,
+                batch_end_callback=EMBatchEndCallback(run, batch_size=BATCH, frequent=3),
+                eval_end_callback=EMEvalEndCallback(run))
+    assert reads == []  # nothing read the whole log back
+    run.finish()
+    back = em.load_run(run.local)
+    steps = [r["sequence"]["step"] for r in back.metrics["train"]]
+    assert steps == [2, 5, 8, 11]  # 8 batches per fit; the second fit goes on after 5
+    assert [r["sequence"]["step"] for r in back.metrics["val"]] == [5, 11]
 
 
 def test_epoch_callback_without_a_metric_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -281,11 +306,13 @@ def test_do_checkpoint_overwriting_an_earlier_runs_files_is_recorded(tmp_path: P
     (tmp_path / "m-symbol.json").write_bytes(b"{}")
     run = em.create_run(name="stale")
     mod = module()
+    batch_cb = EMBatchEndCallback(run, frequent=1)
     mod.fit(mx.io.NDArrayIter(x, y, batch_size=BATCH), num_epoch=1,
             optimizer_params={"learning_rate": 0.1},
-            batch_end_callback=EMBatchEndCallback(run, frequent=1),
+            batch_end_callback=batch_cb,
             epoch_end_callback=[mx.callback.do_checkpoint(prefix),
-                                EMEpochEndCallback(run, checkpoint_prefix=prefix)])
+                                EMEpochEndCallback(run, batch_end=batch_cb,
+                                                   checkpoint_prefix=prefix)])
     run.finish()
     art = em.load_artifact(em.load_run(run.local).associations["outputs"][0]["local"])
     assert (Path(art.local) / "files" / "m-0001.params").read_bytes() != b"an earlier run"
@@ -309,7 +336,7 @@ def test_fit_args_with_objects_and_bad_params() -> None:
 
 
 def test_distributed_kvstore_types_record_their_workers() -> None:
-    from integrations.mxnet import _kvstore_hparams
+    from integrations.mxnet_hparams import kvstore_hparams as _kvstore_hparams
 
     class KV:
         def __init__(self, type_: str) -> None:

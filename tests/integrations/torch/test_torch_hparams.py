@@ -75,7 +75,7 @@ def test_plateau_multistep_lambda(opt: torch.optim.Optimizer) -> None:
     def warmup(epoch: int) -> float:
         return min(1.0, (epoch + 1) / 5)
 
-    assert describe_scheduler(sched.LambdaLR(opt, warmup))["lr_lambdas"] == [warmup.__qualname__]
+    assert describe_scheduler(sched.LambdaLR(opt, warmup))["lr_lambdas"] == [warmup.__name__]
 
 
 def test_sequential_and_one_cycle(opt: torch.optim.Optimizer) -> None:
