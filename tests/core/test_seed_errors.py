@@ -78,3 +78,17 @@ def test_subcommands_come_from_the_entry_points(tmp_path: Path,
 
     assert _entrypoints.find_commands()["hello"] == "em_fake_cmd:main"
     assert cli.main(["hello", "a"]) == 3
+
+
+def test_hparams_update_takes_the_seeds_signature_exactly(tmp_path: Path) -> None:
+    """Item 1 (done before issue 14's other items): positional or by keyword, the seed's
+    argument names never end up as hyperparameter keys."""
+    run = em.create_run(name="hp")
+    run.hparams.update({"lr": 0.1, "optim": {"m": 0.9}})
+    run.hparams.update({"lr": 0.5, "optim": {"n": 1}}, False)
+    run.hparams.update(new_params={"lr": 0.7, "wd": 0.1}, override=False)
+    run.hparams.update(new_params={"wd": 0.2}, override=True)
+    assert run.hparams.as_dict() == {"lr": 0.1, "optim": {"m": 0.9, "n": 1}, "wd": 0.2}
+    run.finish()
+    on_disk = em.load_run(run.local).hparams.as_dict()
+    assert "new_params" not in on_disk and "override" not in on_disk
