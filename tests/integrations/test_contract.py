@@ -27,7 +27,7 @@ import textwrap
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,11 +56,12 @@ class Case:
     bad_value: Callable[[Path], None] | None  # pushes one bad value through a training hook
     script: Callable[[str], list[str]]  # argv of a process ending in the given mode
     pickles: Callable[[Path], None] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    endings: bool = True  # False: ending a run is another case's (same process, same code)
 
     def questions(self) -> list[str]:
-        qs = [q for q in BASE_QUESTIONS if self.bad_value is not None
-              or q not in ("warn_once", "strict")]
+        qs = [q for q in BASE_QUESTIONS if (self.bad_value is not None
+                                            or q not in ("warn_once", "strict"))
+              and (self.endings or not q.startswith("end_"))]
         return qs + (["pickle"] if self.pickles is not None else [])
 
 
@@ -439,8 +440,10 @@ CASES = [
     Case("keras_fit", "keras", {"train": {"loss", "accuracy", "learning_rate"},
                                 "val": {"loss", "accuracy"}},
          _keras_train(False), _keras_bad(False), _keras_script(False)),
+    # Neither Keras callback ends a run (the script's run ends by em's exit hooks), so the
+    # endings are asked once, of fit: each costs a process importing TensorFlow.
     Case("keras_evaluate", "keras", {"test": {"loss", "accuracy"}},
-         _keras_train(True), _keras_bad(True), _keras_script(True)),
+         _keras_train(True), _keras_bad(True), _keras_script(True), endings=False),
     Case("lightning.pytorch", "lightning", {"train": {"loss"}, "val": {"loss"}},
          _lightning_train("lightning.pytorch"), _lightning_bad("lightning.pytorch"),
          _lightning_script("lightning.pytorch"), _lightning_pickles("lightning.pytorch")),
