@@ -120,6 +120,21 @@ def _check_batch_end(batch_end: Any) -> None:
                         f"{batch_end!r}")
 
 
+_PROGRESS_ATTR = "_em_mxnet_batch_progress"
+
+
+class _SharesProgress:
+    """Epoch-end and eval-end callbacks: on the step axis of the run's batch callback."""
+
+    run: Any
+    _progress: _Progress | None
+
+    @property
+    def progress(self) -> _Progress | None:
+        """The batch callback's progress: ``batch_end``'s, else the run's batch callback's."""
+        return self._progress or getattr(self.run, _PROGRESS_ATTR, None)
+
+
 class EMBatchEndCallback:
     """``batch_end_callback`` for ``Module.fit``: training metrics every ``frequent`` batches.
 
@@ -149,6 +164,13 @@ class EMBatchEndCallback:
         self.module = module
         self.progress = _Progress()
         self._off = isinstance(run, em.NoOpRun)
+        if not self._off:
+            # the run carries it, so that the run's epoch-end and eval-end callbacks made
+            # without batch_end= still share this step axis and see this metric
+            try:
+                setattr(run, _PROGRESS_ATTR, self.progress)
+            except AttributeError:  # an object that takes no attributes: batch_end= only
+                pass
         self._tic = time.perf_counter()
         self._since = 0
 
@@ -196,12 +218,13 @@ class EMBatchEndCallback:
             em.handle_problem(exc, key="mxnet-module-optimizer")
 
 
-class EMEvalEndCallback:
+class EMEvalEndCallback(_SharesProgress):
     """``eval_end_callback`` for ``Module.fit``: validation metrics as type ``'val'``.
 
     Fires once per epoch after ``fit`` scored ``eval_data``; logs the eval metric's
-    name/value pairs at ``epoch=param.epoch`` and at the global step of ``batch_end`` (the
-    run's :class:`EMBatchEndCallback`); without it, at the step of the run's last training
+    name/value pairs at ``epoch=param.epoch`` and at the global step of the run's
+    :class:`EMBatchEndCallback` (``batch_end``, else the last one made for this run); with
+    none, at the step of the run's last training
     point (``run.last_point('train')``) or at ``step=epoch``, whichever is larger.
 
     Args:
@@ -213,7 +236,7 @@ class EMEvalEndCallback:
         _require_mxnet()
         _check_batch_end(batch_end)
         self.run = run
-        self.progress = batch_end.progress if batch_end is not None else None
+        self._progress = batch_end.progress if batch_end is not None else None
         self._off = isinstance(run, em.NoOpRun)
 
     def __call__(self, param: Any) -> None:
@@ -228,7 +251,7 @@ class EMEvalEndCallback:
             em.handle_problem(exc, key="mxnet-eval-end")
 
 
-class EMEpochEndCallback:
+class EMEpochEndCallback(_SharesProgress):
     """``epoch_end_callback`` for ``Module.fit``: the epoch's training metrics, checkpoints.
 
     Fires after each epoch with ``(epoch, symbol, arg_params, aux_params)``. Logs as type
@@ -263,7 +286,7 @@ class EMEpochEndCallback:
             raise TypeError(f"checkpoint_prefix must be a path (str or os.PathLike) or None, "
                             f"got {checkpoint_prefix!r}")
         self.run = run
-        self.progress = batch_end.progress if batch_end is not None else None
+        self._progress = batch_end.progress if batch_end is not None else None
         self.eval_metric = eval_metric
         self.checkpoint_prefix = (os.fspath(checkpoint_prefix) if checkpoint_prefix is not None
                                   else None)
@@ -279,14 +302,15 @@ class EMEpochEndCallback:
             return
         try:
             metric = self.eval_metric
-            if metric is None and self.progress is not None:
-                metric = self.progress.metric
+            progress = self.progress
+            if metric is None and progress is not None:
+                metric = progress.metric
             if metric is None:
                 raise ValueError("EMEpochEndCallback has no training metric to log (MXNet does "
                                  "not pass it to epoch-end callbacks): pass "
                                  "batch_end=<the run's EMBatchEndCallback> or eval_metric=")
             values = _name_values(metric, whole=True)
-            step = _step(self.run, self.progress, epoch)
+            step = _step(self.run, progress, epoch)
             if values:
                 self.run.log("train", values, step=step, epoch=epoch)
         except Exception as exc:  # noqa: BLE001 - logging must not stop training

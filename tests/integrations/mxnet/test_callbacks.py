@@ -241,11 +241,34 @@ def test_issue_usage_epoch_metric_is_the_whole_epoch() -> None:
     assert [r["sequence"]["step"] for r in back.metrics["val"]] == [7, 15]
 
 
+def test_callbacks_made_without_batch_end_find_the_runs_batch_callback() -> None:
+    """The callbacks as the earlier issue wrote them (no batch_end=): the run carries its
+    batch callback, so the epoch's metric and the step axis are still shared."""
+    x, y = data()
+    mod = module()
+    run = em.create_run(name="usage-plain")
+    whole: list[dict[str, float]] = []
+    mod.fit(mx.io.NDArrayIter(x, y, batch_size=BATCH, shuffle=True),
+            eval_data=mx.io.NDArrayIter(x[:32], y[:32], batch_size=BATCH),
+            num_epoch=2, optimizer_params={"learning_rate": 0.5},
+            batch_end_callback=[EMBatchEndCallback(run, batch_size=BATCH, frequent=3),
+                                _Whole(8, whole)],
+            epoch_end_callback=EMEpochEndCallback(run),
+            eval_end_callback=EMEvalEndCallback(run))
+    run.finish()
+    back = em.load_run(run.local)
+    epoch_recs = [r for r in back.metrics["train"] if "samples_per_sec" not in r["value"]]
+    assert [r["sequence"]["step"] for r in epoch_recs] == [7, 15]
+    assert [r["value"] for r in epoch_recs] == whole
+    assert [r["sequence"]["step"] for r in back.metrics["val"]] == [7, 15]
+
+
 def test_without_batch_end_the_run_gives_the_step_and_a_second_fit_continues(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """No module-level registry: the eval callback steps at the run's last training point
-    (Run.last_point, read incrementally), and a new batch callback on the same run continues
-    the step axis instead of starting again at 0."""
+    """No module-level registry: the eval callback steps on the run's newest batch
+    callback's axis, a new batch callback on the same run continues the step axis after the
+    run's last training point (Run.last_point, read incrementally) instead of starting
+    again at 0, and nothing reads the whole log back."""
     x, y = data()
     mod = module()
     run = em.create_run(name="axis")
@@ -263,7 +286,7 @@ def test_without_batch_end_the_run_gives_the_step_and_a_second_fit_continues(
     back = em.load_run(run.local)
     steps = [r["sequence"]["step"] for r in back.metrics["train"]]
     assert steps == [2, 5, 8, 11]  # 8 batches per fit; the second fit goes on after 5
-    assert [r["sequence"]["step"] for r in back.metrics["val"]] == [5, 11]
+    assert [r["sequence"]["step"] for r in back.metrics["val"]] == [7, 13]
 
 
 def test_epoch_callback_without_a_metric_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
