@@ -76,8 +76,9 @@ def server_args(tmp: Path, db_kind: str) -> list[str]:
 
 def start_server(tmp: Path, db_kind: str, workers: int = 1,
                  args: list[str] | None = None, start_args: Sequence[str] = (),
-                 env: dict[str, str] | None = None) -> Server:
-    """Start ``em server start`` as a process and wait until it answers its health check."""
+                 env: dict[str, str] | None = None, wait: bool = True) -> Server:
+    """Start ``em server start`` as a process and (unless not ``wait``) wait until it
+    answers its health check."""
     args = args or server_args(tmp, db_kind)
     port = free_port()
     log = tmp / f"server-{port}.log"
@@ -85,19 +86,25 @@ def start_server(tmp: Path, db_kind: str, workers: int = 1,
         proc = subprocess.Popen([sys.executable, "-m", "em_server.cli", *args, "start",
                                  "--port", str(port), "--workers", str(workers), *start_args],
                                 stdout=fh, stderr=subprocess.STDOUT, env={**_env(), **(env or {})})
-    url = f"http://127.0.0.1:{port}"
+    srv = Server(f"http://127.0.0.1:{port}", proc, args, log)
+    if wait:
+        wait_until_up(srv)
+    return srv
+
+
+def wait_until_up(srv: Server) -> None:
+    """Wait until the server answers its health check (RuntimeError if it exits first)."""
     deadline = time.monotonic() + 60
     while True:
         try:
-            if httpx.get(url + "/api/v1/health", timeout=2).status_code == 200:
-                break
+            if httpx.get(srv.url + "/api/v1/health", timeout=2).status_code == 200:
+                return
         except httpx.HTTPError:
             pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError("server did not start:\n" + log.read_text())
+        if srv.proc.poll() is not None or time.monotonic() > deadline:
+            srv.proc.kill()
+            raise RuntimeError("server did not start:\n" + srv.log.read_text())
         time.sleep(0.1)
-    return Server(url, proc, args, log)
 
 
 def _kinds() -> list[str]:
@@ -132,6 +139,9 @@ def alice(server: Server) -> str:
 @pytest.fixture(scope="module")
 def bob(server: Server) -> str:
     return server.admin("user", "add", "bob")
+
+
+BUCKET = "em-test"  # the tests' bucket (each test under a prefix of its own)
 
 
 @dataclass
@@ -172,7 +182,9 @@ def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
     with open(log, "wb") as fh:
         proc = subprocess.Popen(
             [_weed(), "server", f"-dir={root}", "-s3", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-             "-master.telemetry=false", *(f"-{k}={v}" for k, v in ports.items())],
+             "-master.telemetry=false", *(f"-{k}={v}" for k, v in ports.items()),
+             # each bucket takes 7 volumes at its first write; the default 8 allows one bucket
+             "-volume.max=50", "-master.volumeSizeLimitMB=64"],
             stdout=fh, stderr=subprocess.STDOUT, cwd=root)
     weed = SeaweedFS(f"http://127.0.0.1:{ports['s3.port']}", proc, log,
                      {"AWS_ACCESS_KEY_ID": "em-test-id",
@@ -182,7 +194,7 @@ def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
     deadline = time.monotonic() + 60
     while True:  # it answers a few seconds after start: until a bucket can be made
         try:
-            s3.create_bucket(Bucket="em-ready")
+            s3.create_bucket(Bucket=BUCKET)
             break
         except Exception:
             if proc.poll() is not None or time.monotonic() > deadline:

@@ -17,7 +17,7 @@ from fastapi import HTTPException
 from em_server.s3store import S3Store
 from em_server.storage import BLOCK, LocalStore, ObjectStore, open_store
 
-from .conftest import SeaweedFS, free_port
+from .conftest import BUCKET, SeaweedFS, free_port
 
 MIB = 1 << 20
 
@@ -59,7 +59,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path,
         weed: SeaweedFS = request.getfixturevalue("seaweedfs")
         for k, v in weed.env.items():
             monkeypatch.setenv(k, v)
-        st = open_store(tmp_path, f"s3://em-unit/{uuid.uuid4().hex}", weed.endpoint)
+        st = open_store(tmp_path, f"s3://{BUCKET}/{uuid.uuid4().hex}", weed.endpoint)
     st.prepare()
     yield st
 
