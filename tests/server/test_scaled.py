@@ -255,6 +255,8 @@ def test_s3_two_servers_two_clients_runs_and_artifacts_nothing_lost_nothing_doub
                     assert hashlib.sha256(got.content).hexdigest() == o["sha256"]
                     assert len(got.content) == o["size"]
                     shas.add(o["sha256"])
+    # the servers share nothing but the database and the bucket: their --data is never made
+    assert not any(Path(srv.admin_args[1]).exists() for srv in servers)
     # each distinct content stored once, nothing partial left behind
     assert len(shas) == 2 + 6  # shared.bin, small.txt, and each artifact's own file
     stored = [k.rsplit("/", 1)[1] for k in _s3_keys(store, "objects/")]
