@@ -51,7 +51,7 @@ class BodyLimit:
 def create_app() -> FastAPI:
     """The app, on the database named by the environment (upgraded to the newest schema)."""
     from . import artifacts, blobs, folders, metrics, runs
-    from .storage import LocalStore
+    from .storage import store_from_env
 
     url = db.db_url(os.environ.get("EM_SERVER_DATA"), os.environ.get("EM_SERVER_DB"))
     engine = db.make_engine(url)
@@ -59,7 +59,7 @@ def create_app() -> FastAPI:
     app = FastAPI(title="em server", version=__version__, openapi_url="/api/v1/openapi.json",
                   docs_url="/api/v1/docs", redoc_url=None)
     app.state.engine = engine
-    app.state.store = LocalStore(db.data_dir())
+    app.state.store = store_from_env()  # EM_SERVER_OBJECTS: s3://... or the data directory
     app.add_middleware(BodyLimit)
 
     @app.exception_handler(HTTPException)

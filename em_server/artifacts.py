@@ -5,7 +5,6 @@ as blobs first), list, read, download files or a .tar of them, delete."""
 
 from __future__ import annotations
 
-import io
 import json
 import tarfile
 import uuid
@@ -208,19 +207,17 @@ def download_archive(art_id: str, request: Request,
     store = request.app.state.store
 
     def gen() -> Iterator[bytes]:
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w|") as tar:
-            for path, o in sorted(objs.items()):
-                if o.get("kind") != "file":
-                    continue
-                info = tarfile.TarInfo(path)
-                info.size = store.path(o["sha256"]).stat().st_size
-                with open(store.path(o["sha256"]), "rb") as fh:
-                    tar.addfile(info, fh)
-                yield buf.getvalue()
-                buf.seek(0)
-                buf.truncate()
-        yield buf.getvalue()
+        # a tar stream written block by block: each file's bytes are streamed from the store
+        # (never a whole file in memory), as tarfile's "w|" mode would lay them out
+        for path, o in sorted(objs.items()):
+            if o.get("kind") != "file":
+                continue
+            info = tarfile.TarInfo(path)
+            info.size = store.size(o["sha256"])
+            yield info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+            yield from store.iter_bytes(o["sha256"])
+            yield b"\0" * (-info.size % tarfile.BLOCKSIZE)
+        yield b"\0" * (2 * tarfile.BLOCKSIZE)  # the end-of-archive marker
 
     return StreamingResponse(gen(), media_type="application/x-tar")
 

@@ -4,13 +4,13 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy import and_, insert, select, update
+from starlette.concurrency import run_in_threadpool
 
 from . import db
 from .app import BINARY_LIMIT
@@ -64,7 +64,7 @@ def create_upload(body: UploadCreate, request: Request,
                   user: User = Depends(authenticate)) -> dict[str, Any]:
     sha = check_sha(body.sha256)
     upload_id = str(uuid.uuid4())
-    request.app.state.store.upload_part(upload_id).write_bytes(b"")
+    request.app.state.store.begin_upload(upload_id)
     with request.app.state.engine.begin() as conn:
         conn.execute(insert(db.uploads).values(id=upload_id, user_id=user.id, sha256=sha,
                                                size=body.size, offset=0, created_at=db.now()))
@@ -91,7 +91,16 @@ async def put_chunk(upload_id: str, request: Request, offset: int = Query(ge=0),
     new = offset + len(body)
     if new > row.size:
         raise HTTPException(400, f"chunk ends at {new}, past the upload's size {row.size}")
+    if not body:
+        return {"offset": offset}  # nothing to store
+    return await run_in_threadpool(_write_chunk, request, upload_id, offset, bytes(body))
+
+
+def _write_chunk(request: Request, upload_id: str, offset: int, data: bytes) -> Any:
+    new = offset + len(data)
     with request.app.state.engine.begin() as conn:
+        # the row lock taken here makes a concurrent try at the same offset (another server
+        # process) wait, then find the offset moved on: only one writer per offset
         done = conn.execute(update(db.uploads).where(and_(
             db.uploads.c.id == upload_id, db.uploads.c.offset == offset)).values(offset=new)) \
             .rowcount
@@ -99,13 +108,8 @@ async def put_chunk(upload_id: str, request: Request, offset: int = Query(ge=0),
             cur = conn.execute(select(db.uploads.c.offset).where(
                 db.uploads.c.id == upload_id)).scalar()
             return _conflict(int(cur or 0), offset)
-        # written before the commit: the offset only advances over bytes that are on disk
-        fd = os.open(request.app.state.store.upload_part(upload_id), os.O_WRONLY)
-        try:
-            os.ftruncate(fd, offset)
-            os.pwrite(fd, bytes(body), offset)
-        finally:
-            os.close(fd)
+        # written before the commit: the offset only advances over bytes that are stored
+        request.app.state.store.write_chunk(upload_id, offset, data)
     return {"offset": new}
 
 
@@ -120,7 +124,7 @@ def _conflict(have: int, offset: int) -> Response:
 def complete_upload(upload_id: str, request: Request,
                     user: User = Depends(authenticate)) -> dict[str, str]:
     row = _upload(request, user, upload_id)
+    # the row stays: a repeated complete (its answer lost, or timed out on a large file and
+    # retried on another server process) finds the blob stored and answers the same
     request.app.state.store.complete(upload_id, row.sha256, row.size)
-    with request.app.state.engine.begin() as conn:
-        conn.execute(delete(db.uploads).where(db.uploads.c.id == upload_id))
     return {"sha256": row.sha256}

@@ -46,6 +46,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8745)
     s.add_argument("--workers", type=int, default=1)
+    s.add_argument("--objects", default=None,
+                   help="artifact bytes in s3://bucket/prefix (default: DATA/objects)")
+    s.add_argument("--s3-endpoint", default=None,
+                   help="S3 endpoint URL (else EM_S3_ENDPOINT, else AWS_ENDPOINT_URL)")
     u = sub.add_parser("user").add_subparsers(dest="sub", required=True)
     u.add_parser("add").add_argument("name")
     k = sub.add_parser("key").add_subparsers(dest="sub", required=True)
@@ -75,7 +79,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.environ["EM_SERVER_DATA"] = os.path.abspath(args.data)
         if args.db:
             os.environ["EM_SERVER_DB"] = args.db
+        if args.objects:
+            os.environ["EM_SERVER_OBJECTS"] = args.objects
+        if args.s3_endpoint:
+            os.environ["EM_S3_ENDPOINT"] = args.s3_endpoint
+        if args.workers < 1:
+            raise SystemExit(f"em server: --workers {args.workers}: expected at least 1")
         _engine(args).dispose()  # migrate once, before workers start
+        from .storage import store_from_env
+
+        try:
+            store = store_from_env()
+        except ValueError as e:
+            raise SystemExit(f"em server: {e}") from None
+        store.prepare()  # the bucket created once, before workers start
+        print(f"em server: artifact bytes in {store.describe()}", file=sys.stderr, flush=True)
         uvicorn.run("em_server.app:create_app", factory=True, host=args.host, port=args.port,
                     workers=args.workers, log_level="info")
         return 0

@@ -184,6 +184,10 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # servers starting at once on one database (other machines, too): one upgrades,
+            # the others wait for its commit and then find nothing to do
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7365420012)")
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
 

