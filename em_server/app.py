@@ -15,17 +15,19 @@ from typing import Any
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import __version__, db
-from .auth import User, authenticate
+from .auth import User, authenticate, local_mode
 
 JSON_LIMIT = 16 << 20
 BINARY_LIMIT = 64 << 20
 
 
 class BodyLimit:
-    """Refuses (413) a body whose Content-Length exceeds the limit for its content type."""
+    """Refuses (413) a body over the limit for its content type: at once when its
+    Content-Length says so, else (chunked transfer) as soon as the bytes read pass the limit,
+    before the endpoint has seen the whole body (so before it could write anything)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -45,12 +47,42 @@ class BodyLimit:
                                     status_code=413)
                 await resp(scope, receive, send)
                 return
+            if length is None:
+                receive = _counting(receive, limit)
         await self.app(scope, receive, send)
+
+
+def _counting(receive: Receive, limit: int) -> Receive:
+    """``receive`` that raises 413 (answered by the app's handler) once the body read so far
+    is over ``limit`` bytes."""
+    seen = 0
+
+    async def wrapped() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise HTTPException(413, f"request body over the limit of {limit} bytes")
+        return message
+
+    return wrapped
 
 
 def create_app() -> FastAPI:
     """The app, on the database named by the environment (upgraded to the newest schema)."""
-    from . import artifacts, blobs, folders, metrics, runs
+    from . import (
+        artifacts,
+        blobs,
+        consolelog,
+        folders,
+        graph,
+        metrics,
+        pages,
+        runlist,
+        runs,
+        sessions,
+    )
     from .storage import store_from_env
 
     url = db.db_url(os.environ.get("EM_SERVER_DATA"), os.environ.get("EM_SERVER_DB"))
@@ -59,6 +91,10 @@ def create_app() -> FastAPI:
     app = FastAPI(title="em server", version=__version__, openapi_url="/api/v1/openapi.json",
                   docs_url="/api/v1/docs", redoc_url=None)
     app.state.engine = engine
+    if local_mode():
+        from .auth import local_user
+
+        app.state.local_user = local_user(engine)
     app.state.store = store_from_env()  # EM_SERVER_OBJECTS: s3://... or the data directory
     app.add_middleware(BodyLimit)
 
@@ -83,7 +119,7 @@ def create_app() -> FastAPI:
 
     @app.get("/api/v1/whoami")
     def whoami(user: User = Depends(authenticate)) -> dict[str, Any]:
-        return {"user": user.name, "key_id": user.key_id}
+        return {"user": user.name, "key_id": user.key_id, "local": local_mode()}
 
     def openapi() -> dict[str, Any]:
         # our 4xx bodies are {"detail": "<message>"}, also for validation errors
@@ -100,8 +136,13 @@ def create_app() -> FastAPI:
 
     app.openapi = openapi  # type: ignore[method-assign]
     app.include_router(folders.router, prefix="/api/v1")
+    app.include_router(runlist.router, prefix="/api/v1")  # before /runs/{run_id}
     app.include_router(runs.router, prefix="/api/v1")
     app.include_router(metrics.router, prefix="/api/v1")
     app.include_router(blobs.router, prefix="/api/v1")
     app.include_router(artifacts.router, prefix="/api/v1")
+    app.include_router(sessions.router, prefix="/api/v1")
+    app.include_router(graph.router, prefix="/api/v1")
+    app.include_router(consolelog.router, prefix="/api/v1")
+    pages.mount(app)  # last: its catch-all must not shadow the API
     return app
