@@ -137,24 +137,32 @@ class Capture:
 
         cap = max_bytes()
         opened: list[int] = []
-        ends: dict[int, tuple[int, int, bool]] = {}  # fd -> (read end, write end, pty)
+        # one tee stream per destination: 1 and 2 on the same terminal or pipe (2>&1) share
+        # one, so that their order is kept exactly; fds -> (read end, write end, pty)
+        ends: dict[tuple[int, ...], tuple[int, int, bool]] = {}
         try:
+            seen: dict[tuple[int, int], tuple[int, ...]] = {}
             for fd in (1, 2):
                 try:
-                    os.fstat(fd)
+                    st = os.fstat(fd)
                 except OSError:
                     continue  # a closed stream stays closed
+                self.saved[fd] = os.dup(fd)
+                opened.append(self.saved[fd])
+                same = seen.get((st.st_dev, st.st_ino))
+                if same is not None:
+                    ends[(*same, fd)] = ends.pop(same)
+                    continue
                 if os.isatty(fd):
                     master, slave = os.openpty()
                     opened += [master, slave]
                     _raw_output(fd, slave)
-                    ends[fd] = (master, slave, True)
+                    ends[(fd,)] = (master, slave, True)
                 else:
                     r, w = os.pipe()
                     opened += [r, w]
-                    ends[fd] = (r, w, False)
-                self.saved[fd] = os.dup(fd)
-                opened.append(self.saved[fd])
+                    ends[(fd,)] = (r, w, False)
+                seen[(st.st_dev, st.st_ino)] = (fd,)
             if not ends:
                 return
             ctl_r, self.ctl_w = os.pipe()
@@ -164,8 +172,8 @@ class Capture:
                              0o644)
             opened.append(log_fd)
             args = [str(cap), str(ctl_r), str(ack_w), str(log_fd)]
-            for fd, (r, _, pty) in ends.items():
-                args += [str(r), str(self.saved[fd]), "1" if pty else "0"]
+            for fds_, (r, _, pty) in ends.items():
+                args += [str(r), str(self.saved[fds_[0]]), "1" if pty else "0"]
             fds = [ctl_r, ack_w, log_fd, *(r for r, _, _ in ends.values()), *self.saved.values()]
             # The tee starts with Ctrl-C and SIGTERM blocked, so that one arriving before it
             # ignores them cannot kill it; here they wait the few microseconds of the spawn.
@@ -187,11 +195,12 @@ class Capture:
         for fd in (ctl_r, ack_w, log_fd, *(r for r, _, _ in ends.values())):
             os.close(fd)
         _flush_python_streams()  # what was printed before the run goes straight out
-        for fd, (_, w, pty) in ends.items():
-            os.dup2(w, fd)
+        for fds_, (_, w, pty) in ends.items():
+            for fd in fds_:
+                os.dup2(w, fd)
+                if pty:
+                    self.ttys.append(fd)
             os.close(w)
-            if pty:
-                self.ttys.append(fd)
         _register_fork_hook()
 
     def stop(self) -> None:

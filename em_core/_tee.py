@@ -51,10 +51,10 @@ class _Log:
         if len(data) > room:
             cut = data.rfind(b"\n", 0, room)
             data = data[:cut + 1] if cut >= 0 else data[:max(room, 0)]
-            note = (f"\n[em: console.log reached its size cap of {self.cap} bytes "
+            note = (f"[em: console.log reached its size cap of {self.cap} bytes "
                     "(EM_CONSOLE_MAX_BYTES); later output was not kept here]\n").encode()
             self.full = True
-            data += note
+            data += (b"\n" if data and not data.endswith(b"\n") else b"") + note
         try:
             _write_all(self.fd, data)
             self.size += len(data)
