@@ -49,7 +49,7 @@ CONSOLE_LOG = "console.log"
 _ACK_S = 5.0  # finish() waits at most this long for the tee (a terminal paused by Ctrl-S)
 _OFF = {"0", "off", "false", "no"}
 _ON = {"", "1", "on", "true", "yes"}
-_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+_SIGNALS = {signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", signal.SIGTERM)}
 
 
 def enabled_from(value: Any) -> bool:

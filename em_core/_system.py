@@ -269,6 +269,108 @@ class Gpus:
             self.nvml = None
 
 
+class Stats:
+    """Running count, mean, min, max and last value of each system metric (NaN ignored):
+    what ``em show`` summarises, stored in ``run.json`` under ``system`` when the run ends."""
+
+    def __init__(self) -> None:
+        self.samples = 0
+        self.by_name: dict[str, list[float]] = {}  # name -> [count, sum, min, max, last]
+
+    def add(self, values: dict[str, float]) -> None:
+        self.samples += 1
+        for name, v in values.items():
+            s = self.by_name.get(name)
+            if s is None:
+                s = self.by_name[name] = [0, 0.0, math.inf, -math.inf, math.nan]
+            s[4] = v
+            if v == v:  # not NaN
+                s[0] += 1
+                s[1] += v
+                s[2] = min(s[2], v)
+                s[3] = max(s[3], v)
+
+    def to_meta(self, interval: float) -> dict[str, Any]:
+        def num(v: float) -> float | None:
+            return v if math.isfinite(v) else None
+
+        return {"interval_s": interval, "samples": self.samples, "metrics": {
+            name: {"mean": num(s[1] / s[0]) if s[0] else None, "min": num(s[2]),
+                   "max": num(s[3]), "last": num(s[4])}
+            for name, s in self.by_name.items()}}
+
+    @classmethod
+    def of_records(cls, records: Any) -> Stats:
+        """From a metric log's records (a run that crashed before storing its summary)."""
+        stats = cls()
+        for r in records:
+            if r.type == METRIC_TYPE:
+                stats.add({k: float(v) for k, v in r.values.items()})
+        return stats
+
+
+def _size(v: float | None) -> str:
+    if v is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(v) < 1024 or unit == "TiB":
+            return f"{v:.0f} {unit}" if unit == "B" else f"{v:.1f} {unit}"
+        v /= 1024
+    return "-"  # not reached
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f}%"
+
+
+def summary_lines(system: dict[str, Any]) -> list[str]:
+    """``em show``'s lines for a run's system summary (see :meth:`Stats.to_meta`)."""
+    m = system.get("metrics") or {}
+
+    def get(name: str, key: str) -> float | None:
+        v = (m.get(name) or {}).get(key)
+        return float(v) if isinstance(v, (int, float)) else None
+
+    every = system.get("interval_s")
+    lines = [(f"every {every:g} s, " if isinstance(every, (int, float)) else "")
+             + f"{system.get('samples')} samples"]
+    if "proc.cpu_percent" in m:
+        lines.append(f"process CPU      mean {_pct(get('proc.cpu_percent', 'mean'))} of one "
+                     f"core, max {_pct(get('proc.cpu_percent', 'max'))}")
+    for name, label in (("proc.rss_bytes", "process RSS"),
+                        ("proc.max_rss_bytes", "process RSS")):
+        if name in m:
+            lines.append(f"{label:<16} peak {_size(get(name, 'max'))}, last "
+                         f"{_size(get(name, 'last'))}")
+    if "cpu.percent" in m:
+        lines.append(f"machine CPU      mean {_pct(get('cpu.percent', 'mean'))}, max "
+                     f"{_pct(get('cpu.percent', 'max'))}")
+    if "mem.used_bytes" in m:
+        lines.append(f"machine memory   peak {_size(get('mem.used_bytes', 'max'))} "
+                     f"({_pct(get('mem.used_percent', 'max'))})")
+    if "disk.read_bytes_per_s" in m:
+        lines.append(f"disk             read mean {_size(get('disk.read_bytes_per_s', 'mean'))}"
+                     f"/s, write mean {_size(get('disk.write_bytes_per_s', 'mean'))}/s, free "
+                     f"min {_size(get('disk.free_bytes', 'min'))}")
+    if "net.recv_bytes_per_s" in m:
+        lines.append(f"network          recv mean {_size(get('net.recv_bytes_per_s', 'mean'))}"
+                     f"/s, sent mean {_size(get('net.sent_bytes_per_s', 'mean'))}/s")
+    gpus = sorted({int(n.split(".")[1]) for n in m
+                   if n.startswith("gpu.") and n.split(".")[1].isdigit()})
+    for i in gpus:
+        g = f"gpu.{i}."
+        parts = [f"util mean {_pct(get(g + 'util_percent', 'mean'))}"]
+        if g + "mem_used_bytes" in m:
+            parts.append(f"memory peak {_size(get(g + 'mem_used_bytes', 'max'))} of "
+                         f"{_size(get(g + 'mem_total_bytes', 'max'))}")
+        if g + "temperature_c" in m:
+            parts.append(f"temperature max {get(g + 'temperature_c', 'max')} C")
+        if g + "power_w" in m:
+            parts.append(f"power mean {get(g + 'power_w', 'mean') or 0:.0f} W")
+        lines.append(f"GPU {i:<12} " + ", ".join(parts))
+    return lines
+
+
 class SystemSampler:
     """The sampler thread of one run (see the module's docstring).
 
@@ -280,6 +382,7 @@ class SystemSampler:
         self.run = run
         self.interval = interval
         self.samples = 0
+        self.stats = Stats()
         self._gpus = gpus
         self._stop = threading.Event()
         self._pid = os.getpid()
@@ -301,23 +404,31 @@ class SystemSampler:
                 cur = probe.read()
                 if stopped and cur["wall"] - prev["wall"] < final_after:
                     return
-                values = probe.values(prev, cur)
-                if gpus is not None:
-                    values.update(gpus.read())
-                prev = cur
-                self.run.log(METRIC_TYPE, values, step=self.samples)
-                self.samples += 1
+                prev = self.record(prev, cur, gpus)
                 if stopped:
                     return
         finally:
             if gpus is not None:
                 gpus.close()
 
+    def record(self, prev: dict[str, float], cur: dict[str, float],
+               gpus: Gpus | None) -> dict[str, float]:
+        """Record one sample from two readings (and the GPUs now); returns ``cur``."""
+        values = Probe.values(prev, cur)
+        if gpus is not None:
+            values.update(gpus.read())
+        self.run.log(METRIC_TYPE, values, step=self.samples)
+        self.samples += 1
+        self.stats.add(values)
+        return cur
+
     def stop(self) -> None:
         """Take the last sample and end the thread (waits at most 5 s); a no-op in a forked
         child, where the thread does not exist."""
-        if os.getpid() != self._pid or not self._thread.is_alive():
+        if os.getpid() != self._pid:
             return
         self._stop.set()
-        if self._thread is not threading.current_thread():
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(_JOIN_S)
+        if self.stats.samples:  # saved with the run's final status, for `em show`
+            self.run._meta["system"] = self.stats.to_meta(self.interval)

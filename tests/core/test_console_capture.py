@@ -363,3 +363,35 @@ def test_em_caffe_keeps_one_console_log(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     assert res.stdout == data
     assert _log(tmp_path) == data
+
+
+def test_em_show_console_and_tail(tmp_path: Path) -> None:
+    body = """
+        import em_core as em
+        run = em.create_run(name="shown", system_interval=0)
+        for i in range(5):
+            print(f"epoch {i}")
+        print("\\x1b[32mgreen\\x1b[0m")
+        run.finish()
+    """
+    res = subprocess.run(_child(body), env=_env(tmp_path), capture_output=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    run_dir = str(_run_dir(tmp_path))
+    em_cmd = [sys.executable, "-m", "em_core.cli", "show", run_dir]
+    env = _env(tmp_path)
+    full = subprocess.run([*em_cmd, "--console"], env=env, capture_output=True, timeout=60)
+    assert full.returncode == 0 and full.stdout == _log(tmp_path)
+    assert full.stdout.endswith(b"epoch 4\n\x1b[32mgreen\x1b[0m\n")  # as the program wrote it
+    tail = subprocess.run([*em_cmd, "--console", "--tail", "2"], env=env, capture_output=True,
+                          timeout=60)
+    assert tail.stdout == b"epoch 4\n\x1b[32mgreen\x1b[0m\n"
+    show = subprocess.run(em_cmd, env=env, capture_output=True, timeout=60)
+    assert b"Console      " in show.stdout and b"--console" in show.stdout
+
+
+def test_em_show_console_without_one(tmp_path: Path) -> None:
+    run = em.create_run(name="none", console=False, system_interval=0)
+    run.finish()
+    res = subprocess.run([sys.executable, "-m", "em_core.cli", "show", str(run.local),
+                          "--console"], env=_env(tmp_path), capture_output=True, timeout=60)
+    assert res.returncode == 2 and b"has no console.log" in res.stderr

@@ -369,3 +369,60 @@ def test_no_proc_fallback(tmp_path: Path) -> None:
     assert set(v) == {"proc.cpu_percent", "proc.max_rss_bytes", "cpu.load_1m",
                       "disk.free_bytes"}
     assert v["proc.max_rss_bytes"] > 1 << 20 and math.isfinite(v["cpu.load_1m"])
+
+
+def _em(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "em_core.cli", *args], capture_output=True,
+                          text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def test_em_show_summarises_system_metrics(tmp_path: Path) -> None:
+    """`em show` has a System section (peak RSS, mean CPU, ...) from run.json; the metric
+    table and `em ls` keep to the user's metrics."""
+    run = em.create_run(name="show", system_interval=INTERVAL)
+    assert isinstance(run, em.Run)
+    run.log("train", {"loss": 0.5}, step=1)
+    _wait_samples(run, 3)
+    run.finish()
+    stored = run._meta["system"]
+    recs = _system_records(run)
+    assert stored["samples"] == len(recs) and stored["interval_s"] == INTERVAL
+    assert stored["metrics"]["proc.rss_bytes"]["max"] == max(r.values["proc.rss_bytes"]
+                                                             for r in recs)
+    mean_cpu = sum(r.values["cpu.percent"] for r in recs) / len(recs)
+    assert stored["metrics"]["cpu.percent"]["mean"] == pytest.approx(mean_cpu)
+    out = _em("show", str(run.local))
+    assert out.returncode == 0, out.stderr
+    system = out.stdout.split("\nSystem\n", 1)[1]
+    assert f"every {INTERVAL:g} s, {len(recs)} samples" in system
+    assert "process RSS      peak " in system and "machine CPU      mean " in system
+    metrics = out.stdout.split("\nMetrics\n", 1)[1].split("\nSystem\n", 1)[0]
+    assert "loss" in metrics and "system" not in metrics
+    ls = _em("ls", str(tmp_path / "runs"))
+    assert "train/loss=0.5" in ls.stdout and "system/" not in ls.stdout
+
+
+def test_em_show_of_a_crashed_run_reads_the_log(tmp_path: Path) -> None:
+    """A SIGKILLed run has no stored summary: `em show` computes it from the metric log,
+    where every sample the sampler recorded survived the kill."""
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
+        import time
+        import em_core as em
+        run = em.create_run(name="crash", system_interval=0.05)
+        while len([r for r in run.metric_records() if r.type == "system"]) < 3:
+            time.sleep(0.01)
+        print("ready", flush=True)
+        time.sleep(60)
+    """)], env={**os.environ, "PYTHONPATH": str(REPO),
+                "EM_RUN_PARENT_DIR": str(tmp_path / "runs")}, stdout=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+    proc.kill()
+    proc.wait(10)
+    (run_dir,) = list((tmp_path / "runs").iterdir())
+    run = em.load_run(run_dir)
+    assert run.status is em.Status.CRASHED and len(_system_records(run)) >= 3
+    out = _em("show", str(run_dir))
+    assert out.returncode == 0, out.stderr
+    assert "samples" in out.stdout.split("\nSystem\n", 1)[1]
+    assert "process RSS      peak " in out.stdout
