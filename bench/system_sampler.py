@@ -9,9 +9,11 @@ Usage::
    real sampler thread at a 0.02 s interval for ``--samples`` samples, its CPU time read from
    ``/proc/self/task/<tid>/schedstat`` (ns; wake-ups included). Per minute at the default
    10 s interval = 6 samples; as % of one core = that / 60 s.
-2. ``run.log`` latency (3 scalars) with the sampler off and on at a 0.1 s interval (100x the
-   default rate), each in a fresh child process, alternating off/on ``--repeat`` times;
-   p50/p99 per child, then the median over children.
+2. Start-up: what ``create_run`` spends starting the sampler thread and the console capture
+   (spawning the tee process), and ``finish()`` stopping the capture (median of 20).
+3. ``run.log`` latency (3 scalars) with the sampler off and on at a 0.1 s interval (100x the
+   default rate), each in a fresh child process, interleaved off/on, on/off, ... ``--repeat``
+   times; p50/p99 per child (on stderr), then the median over children.
 """
 
 from __future__ import annotations
@@ -71,6 +73,33 @@ def per_sample(samples: int) -> dict[str, float]:
     return out
 
 
+def start_times(n: int = 20) -> dict[str, float]:
+    """Milliseconds (median of ``n``) that create_run spends starting the sampler thread and
+    the console capture (spawning the tee), and that finish() spends stopping the capture."""
+    import em_core as em
+    from em_core import _console
+    from em_core._system import SystemSampler
+
+    run = em.create_run(name="bench-start", system_interval=0, console=False)
+    sampler, console, stop = [], [], []
+    for _ in range(n):
+        t = time.perf_counter()
+        s = SystemSampler(run, 10.0).start()
+        sampler.append(time.perf_counter() - t)
+        s.stop()
+        t = time.perf_counter()
+        c = _console.start(str(run.local))
+        console.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        if c is not None:
+            _console.stop(c)
+        stop.append(time.perf_counter() - t)
+    run.finish()
+    return {"sampler_start_ms": statistics.median(sampler) * 1e3,
+            "console_start_ms": statistics.median(console) * 1e3,
+            "console_stop_ms": statistics.median(stop) * 1e3}
+
+
 def child(interval: float, calls: int) -> None:
     import em_core as em
 
@@ -96,12 +125,15 @@ def latency(calls: int, repeat: int) -> dict[str, dict[str, float]]:
     res: dict[str, list[dict[str, float]]] = {"off": [], "on": []}
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "EM_RUN_PARENT_DIR": tmp}
-        for _ in range(repeat):
-            for mode, interval in (("off", 0.0), ("on", 0.1)):
+        order = [("off", 0.0), ("on", 0.1)]
+        for i in range(repeat):
+            for mode, interval in order if i % 2 == 0 else order[::-1]:  # ABBA: no drift bias
                 p = subprocess.run([sys.executable, __file__, "--child", str(interval),
                                     "--calls", str(calls)], env=env, capture_output=True,
                                    text=True, check=True)
                 res[mode].append(json.loads(p.stdout))
+                print(f"  child {mode:3} p50 {res[mode][-1]['p50']:.2f} p99 "
+                      f"{res[mode][-1]['p99']:.2f} us", file=sys.stderr)
     return {mode: {k: statistics.median(r[k] for r in rs) for k in ("p50", "p99", "samples")}
             for mode, rs in res.items()}
 
@@ -119,6 +151,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["EM_RUN_PARENT_DIR"] = tmp
         cost = per_sample(args.samples)
+        cost.update(start_times())
     for k, v in cost.items():
         print(f"{k:32} {v:.4g}")
     lat = latency(args.calls, args.repeat)

@@ -216,7 +216,9 @@ class Capture:
         os.close(self.ctl_w)  # the tee drains, then answers on ack
         self.ctl_w = -1
         try:
-            if select.select([self.ack_r], [], [], _ACK_S)[0]:
+            poller = select.poll()  # not select(): the descriptor may be above 1024
+            poller.register(self.ack_r, select.POLLIN)
+            if poller.poll(_ACK_S * 1000):
                 os.read(self.ack_r, 1)
         except OSError:
             pass
@@ -266,13 +268,14 @@ def _after_fork_in_child() -> None:
 
 def start(run_dir: str | os.PathLike[str]) -> Capture | None:
     """Capture the console into ``run_dir/console.log``; None where it cannot be done here
-    (no ``dup2``/``fork``, a notebook, no Python executable to run the tee), or while
+    (no ``dup2``/``fork``, a notebook, no Python executable to run the tee: a frozen app), or while
     another run of this process still captures (one capture at a time: that run's
     ``console.log`` gets the output). A capture kept after a failed run is stopped first."""
     for c in _deferred:
         c.stop()
     _deferred.clear()
-    if _current or os.name != "posix" or not sys.executable or "ipykernel" in sys.modules:
+    if (_current or os.name != "posix" or not sys.executable or getattr(sys, "frozen", False)
+            or "ipykernel" in sys.modules):  # frozen: sys.executable is the app, not Python
         return None
     capture = Capture(run_dir)
     try:

@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 from . import _console, _system
 from ._lifecycle import Status
 from .dist import dist_info
+from .errors import EmError, handle_problem
 
 __all__ = ["Options", "options", "start", "stop"]
 
@@ -50,7 +51,10 @@ def start(run: Any, opts: Options | None = None) -> None:
     samples = info.rank == 0 or (info.local_rank == 0 and info.rank > 0)
     sampler = capture = None
     if opts.system_interval > 0 and samples:
-        sampler = _system.SystemSampler(run, opts.system_interval).start()
+        try:
+            sampler = _system.SystemSampler(run, opts.system_interval).start()
+        except RuntimeError as e:  # "can't start new thread": record the run without it
+            handle_problem(EmError(f"system metrics could not start ({e})"), key="system:start")
     if opts.console and info.rank == 0:
         capture = _console.start(str(run.local))
     _state[run] = (opts, sampler, capture)

@@ -394,6 +394,13 @@ class SystemSampler:
         return self
 
     def _loop(self) -> None:
+        try:
+            self._sample_until_stopped()
+        except Exception as e:  # noqa: BLE001 - never a traceback in the training's output
+            handle_problem(EmError(f"system metrics stopped: {type(e).__name__}: {e}"),
+                           key="system:failed")
+
+    def _sample_until_stopped(self) -> None:
         probe = Probe(str(self.run.local))
         gpus = Gpus() if self._gpus else None
         try:

@@ -147,7 +147,12 @@ def main(argv: list[str]) -> int:
     while streams or ctl_open:
         watch = list(streams) + ([ctl] if ctl_open else [])
         pending = any(s.partial for s in streams.values())
-        ready = select.select(watch, [], [], _PARTIAL_S if pending else None)[0]
+        # poll, not select: the descriptors keep the training process's numbers, which
+        # may be above select's limit of 1024 in a process with many files open
+        poller = select.poll()
+        for fd in watch:
+            poller.register(fd, select.POLLIN)
+        ready = [fd for fd, _ in poller.poll(_PARTIAL_S * 1000 if pending else None)]
         if not ready:
             for s in streams.values():
                 s.flush_partial()

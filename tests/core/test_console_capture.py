@@ -395,3 +395,22 @@ def test_em_show_console_without_one(tmp_path: Path) -> None:
     res = subprocess.run([sys.executable, "-m", "em_core.cli", "show", str(run.local),
                           "--console"], env=_env(tmp_path), capture_output=True, timeout=60)
     assert res.returncode == 2 and b"has no console.log" in res.stderr
+
+
+def test_many_open_files(tmp_path: Path) -> None:
+    """A process with over 1024 descriptors open (big data loaders): the capture's own
+    descriptors get high numbers and it still works."""
+    body = """
+        import os, resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(4096, hard), hard))
+        held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+        import em_core as em
+        run = em.create_run(name="fds", system_interval=0)
+        print("many files", flush=True)
+        run.finish()
+    """
+    res = subprocess.run(_child(body), env=_env(tmp_path), capture_output=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == b"many files\n"
+    assert _log(tmp_path) == b"many files\n"

@@ -95,7 +95,7 @@ def test_probe_counters_move_with_load(tmp_path: Path) -> None:
     assert c["net_rx"] - b["net_rx"] >= 8 << 20 and c["net_tx"] - b["net_tx"] >= 8 << 20
     v = Probe.values(a, b)
     assert set(v) == NAMES
-    assert v["proc.cpu_percent"] > 20
+    assert v["proc.cpu_percent"] * (b["wall"] - a["wall"]) / 100 >= 0.25
     assert 0 <= v["cpu.percent"] <= 100 and 0 < v["mem.used_percent"] < 100
     assert v["disk.free_bytes"] > 0 and v["mem.used_bytes"] > 0
 
@@ -131,7 +131,9 @@ def test_run_records_system_metrics(tmp_path: Path) -> None:
     assert [r.time for r in recs] == sorted(r.time for r in recs)
     rss = [r.values["proc.rss_bytes"] for r in recs]
     assert max(rss) - rss[0] >= 80 << 20
-    assert max(r.values["proc.cpu_percent"] for r in recs) > 50
+    # CPU % times the time between records: the CPU seconds the busy loop used (at least;
+    # a loaded machine spreads them over more wall time, so no single sample need be high)
+    assert _integral(recs, "proc.cpu_percent") / 100 >= 0.9 * 0.3
     # rates times the time between records: within a few % of the bytes moved (a record's
     # time is when it was written, a moment after its reading)
     assert _integral(recs, "disk.write_bytes_per_s") >= 0.9 * (8 << 20)
@@ -426,3 +428,23 @@ def test_em_show_of_a_crashed_run_reads_the_log(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "samples" in out.stdout.split("\nSystem\n", 1)[1]
     assert "process RSS      peak " in out.stdout
+
+
+@pytest.mark.usefixtures("lenient")
+def test_a_failing_reading_warns_once_and_training_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(prev: dict[str, float], cur: dict[str, float]) -> dict[str, float]:
+        raise ValueError("odd /proc format")
+
+    monkeypatch.setattr(Probe, "values", staticmethod(broken))
+    with pytest.warns(em.EmWarning, match="system metrics stopped: ValueError: odd /proc"):
+        run = em.create_run(name="broken", system_interval=INTERVAL)
+        assert isinstance(run, em.Run)
+        run.log("train", {"loss": 1.0}, step=0)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(
+                t.name == "em-system-metrics" for t in threading.enumerate()):
+            time.sleep(0.01)  # the first sample fails; the thread says so and ends
+        run.log("train", {"loss": 0.5}, step=1)
+        run.finish()
+    assert run.status is em.Status.COMPLETE and _system_records(run) == []
+    assert [p["value"]["loss"] for p in run.metrics["train"]] == [1.0, 0.5]
