@@ -77,3 +77,62 @@ def test_ddp_job_records_one_set_of_system_metrics(tmp_path: Path) -> None:
     assert b"rank 0 trained\n" in console and b"rank 0 fd\n" in console
     assert b"rank 1" not in console
     assert set(runs) == {"ddp-sys"}
+
+
+_TQDM = textwrap.dedent("""
+    import time
+    import em_core as em
+    from tqdm import tqdm
+    run = em.create_run(name="bar", system_interval=0)
+    for i in tqdm(range(5), mininterval=0):
+        time.sleep(0.01)
+    run.finish()
+""")
+
+
+def _on_a_terminal(env: dict[str, str]) -> bytes:
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    attrs = termios.tcgetattr(slave)
+    attrs[1] &= ~termios.OPOST  # the bytes read are the bytes written
+    termios.tcsetattr(slave, termios.TCSANOW, attrs)
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    proc = subprocess.Popen([sys.executable, "-c", _TQDM], stdin=slave, stdout=slave,
+                            stderr=slave, env=env)
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    assert proc.wait(30) == 0, out
+    return out
+
+
+@pytest.mark.slow  # two Python processes importing tqdm: a few seconds on a loaded machine
+def test_tqdm_bar_on_a_terminal_is_unchanged(tmp_path: Path) -> None:
+    """tqdm draws the same bar (same width, same \\r updates) with console capture on as
+    off, and console.log has it as drawn."""
+    import re
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), "EM_RUN_PARENT_DIR": str(tmp_path / "runs")}
+    off = _on_a_terminal({**env, "EM_CONSOLE": "off"})
+    on = _on_a_terminal({**env, "EM_CONSOLE": "on"})
+
+    def timeless(b: bytes) -> bytes:
+        return re.sub(rb"[\d.]+it/s|\?it/s|\d\d:\d\d", b"T", b)
+
+    assert b"5/5" in on and on.count(b"\r") >= 5
+    assert timeless(on) == timeless(off)
+    (run_dir,) = [d for d in (tmp_path / "runs").iterdir()
+                  if (d / "console.log").exists()]
+    assert timeless((run_dir / "console.log").read_bytes()) == timeless(on)
