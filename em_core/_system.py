@@ -333,7 +333,7 @@ def summary_lines(system: dict[str, Any]) -> list[str]:
 
     every = system.get("interval_s")
     lines = [(f"every {every:g} s, " if isinstance(every, (int, float)) else "")
-             + f"{system.get('samples')} samples"]
+             + f"{system.get('samples')} sample{'' if system.get('samples') == 1 else 's'}"]
     if "proc.cpu_percent" in m:
         lines.append(f"process CPU      mean {_pct(get('proc.cpu_percent', 'mean'))} of one "
                      f"core, max {_pct(get('proc.cpu_percent', 'max'))}")
@@ -375,7 +375,7 @@ class SystemSampler:
     """The sampler thread of one run (see the module's docstring).
 
     :meth:`start` returns at once: the first readings are taken in the thread. :meth:`stop`
-    takes a last sample (when at least ``min(interval, 1 s)`` passed since the previous one,
+    takes a last sample (when at least ``min(interval, 0.2 s)`` passed since the previous one,
     so that a short run gets one) and joins the thread."""
 
     def __init__(self, run: Any, interval: float, *, gpus: bool = True) -> None:
@@ -405,7 +405,7 @@ class SystemSampler:
         gpus = Gpus() if self._gpus else None
         try:
             prev = probe.read()
-            final_after = min(self.interval, 1.0)
+            final_after = min(self.interval, 0.2)
             while True:
                 stopped = self._stop.wait(self.interval)
                 cur = probe.read()
