@@ -95,24 +95,33 @@ def _flush_python_streams() -> None:
             pass
 
 
-def _raw_output(fd: int, slave: int) -> None:
-    """Give the pseudo-terminal the terminal's settings and size, with output processing
-    off: the bytes the program writes reach the real terminal unchanged."""
+def _pty_like(fd: int) -> tuple[int, int] | None:
+    """A pseudo-terminal (master, slave) with the settings and size of the terminal on
+    ``fd`` and output processing off, so that the bytes the program writes reach the real
+    terminal unchanged; None where one cannot be had (then a pipe is used)."""
     import fcntl
     import termios
 
     try:
-        attrs = termios.tcgetattr(fd)
+        master, slave = os.openpty()
+    except OSError:
+        return None
+    try:
+        try:
+            attrs = termios.tcgetattr(fd)
+        except termios.error:
+            attrs = termios.tcgetattr(slave)
         attrs[1] &= ~termios.OPOST
         termios.tcsetattr(slave, termios.TCSANOW, attrs)
-    except termios.error:
-        attrs = termios.tcgetattr(slave)
-        attrs[1] &= ~termios.OPOST
-        termios.tcsetattr(slave, termios.TCSANOW, attrs)
+    except (termios.error, OSError):
+        os.close(master)
+        os.close(slave)
+        return None
     try:
         fcntl.ioctl(slave, termios.TIOCSWINSZ, fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8))
     except OSError:
-        pass
+        pass  # no size known: programs fall back to 80x24, as on a terminal without one
+    return master, slave
 
 
 class Capture:
@@ -153,11 +162,10 @@ class Capture:
                 if same is not None:
                     ends[(*same, fd)] = ends.pop(same)
                     continue
-                if os.isatty(fd):
-                    master, slave = os.openpty()
-                    opened += [master, slave]
-                    _raw_output(fd, slave)
-                    ends[(fd,)] = (master, slave, True)
+                pair = _pty_like(fd) if os.isatty(fd) else None
+                if pair is not None:
+                    opened += pair
+                    ends[(fd,)] = (*pair, True)
                 else:
                     r, w = os.pipe()
                     opened += [r, w]
