@@ -11,10 +11,13 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
+from ._console import CONSOLE_LOG
 from ._metricread import from_json_number, iter_records, json_number, summarize
 from ._paths import run_parent_dir
+from ._system import METRIC_TYPE as SYSTEM
+from ._system import Stats, summary_lines
 from .errors import CorruptRunError, EmError
 from .run import META_FILE, METRICS_FILE, Run, load_run, ts_iso
 
@@ -117,7 +120,7 @@ def _ls_row(d: Path) -> list[str]:
     run = load_run(d)
     summary = _summary_of(run)
     last = "  ".join(f"{_safe(m['type'])}/{_safe(m['name'])}={_fmt_num(m['last'])}"
-                     for m in summary["metrics"])
+                     for m in summary["metrics"] if m["type"] != SYSTEM)
     return [_safe(run.alternative_name), run.status.value, _safe(run.start_timestamp[:19]),
             _duration(run, summary), last]
 
@@ -162,6 +165,8 @@ def _summary_rows(summary: dict[str, Any]) -> list[list[str]]:
 def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
     """Show one run; its metrics as a summary read in one streaming pass."""
     d = _resolve(args.run, Path(args.dir) if args.dir else _default_dir())
+    if args.console:
+        return show_console(d, out, tail=args.tail)
     try:
         _show(load_run(d), out)
     except (CorruptRunError, EmError, OSError):
@@ -193,11 +198,20 @@ def _show(run: Run, out: TextIO) -> None:
     _show_platform(run.platform, out)
     _show_git(run.git, out)
     w("\nMetrics\n")
-    rows = _summary_rows(summary)
+    rows = _summary_rows({"metrics": [m for m in summary["metrics"] if m["type"] != SYSTEM]})
     if len(rows) > 1:
         _table(rows, out, indent="  ")
     else:
         w("  (none)\n")
+    system = _system_of(run, summary)
+    if system is not None:
+        w("\nSystem\n")
+        for line in summary_lines(system):
+            w(f"  {e(line)}\n")
+    console = Path(str(run.local)) / CONSOLE_LOG
+    if console.is_file():
+        w(f"\nConsole      {e(console)} ({console.stat().st_size} bytes; "
+          f"em show {e(run.alternative_name)} --console)\n")
     _show_flow(run.associations, out)
 
 
@@ -236,6 +250,61 @@ def _show_flow(assoc: dict[str, list[dict[str, Any]]], out: TextIO) -> None:
         for x in entries:
             w(f"  {e(key)}: {e(x.get('kind'))} {e(x.get('alternative_name'))}  "
               f"{e(x.get('local'))}\n")
+
+
+def _system_of(run: Run, summary: dict[str, Any]) -> dict[str, Any] | None:
+    """The system-metrics summary: stored in run.json when the run ended, else read from
+    the metric log (a run still going, or one that crashed)."""
+    stored = run._meta.get("system")
+    if isinstance(stored, dict) and isinstance(stored.get("metrics"), dict):
+        return stored
+    if not any(m["type"] == SYSTEM for m in summary["metrics"]):
+        return None
+    stats = Stats.of_records(iter_records(Path(str(run.local)) / METRICS_FILE))
+    return stats.to_meta(math.nan) if stats.samples else None
+
+
+def show_console(run_dir: Path, out: TextIO, *, tail: int | None = None) -> int:
+    """``em show RUN --console [--tail N]``: the run's console.log as it was written (the
+    program's own bytes, escape sequences included, as ``cat`` would show them)."""
+    path = run_dir / CONSOLE_LOG
+    if not path.is_file():
+        raise EmError(f"run {_safe(str(run_dir))!r} has no {CONSOLE_LOG} (console capture was "
+                      "off, or the run is older)")
+    sink = getattr(out, "buffer", None)
+    out.flush()
+    with open(path, "rb") as f:
+        if tail is not None:
+            f.seek(_tail_offset(f, tail))
+        while chunk := f.read(1 << 16):
+            if sink is not None:
+                sink.write(chunk)
+            else:
+                out.write(chunk.decode("utf-8", "replace"))
+    if sink is not None:
+        sink.flush()
+    return 0
+
+
+def _tail_offset(f: BinaryIO, lines: int) -> int:
+    """Where the last ``lines`` lines of the file start (read backwards, a block at a time)."""
+    end = f.seek(0, 2)
+    if lines <= 0:
+        return end
+    pos, seen = end, 0
+    while pos > 0:
+        step = min(1 << 16, pos)
+        pos -= step
+        f.seek(pos)
+        block = f.read(step)
+        if pos + step == end and block.endswith(b"\n"):
+            block = block[:-1]  # the file's last newline ends the last line, not a new one
+        i = len(block)
+        while (i := block.rfind(b"\n", 0, i)) >= 0:
+            seen += 1
+            if seen == lines:
+                return pos + i + 1
+    return 0
 
 
 def _num(v: int | float) -> str:
@@ -324,6 +393,11 @@ def _parser(plugins: Sequence[str]) -> argparse.ArgumentParser:
         p.add_argument("run", help="run directory, directory name, or run name")
         p.add_argument("--dir", help="where to look up run names (default $EM_RUN_PARENT_DIR "
                                      "or .em/runs)")
+        if name == "show":
+            p.add_argument("--console", action="store_true",
+                           help="print the run's console.log (its captured stdout and stderr)")
+            p.add_argument("--tail", type=int, metavar="N",
+                           help="with --console: only the last N lines")
         if name == "export":
             p.add_argument("--format", choices=["csv", "jsonl"], default="csv",
                            help="csv: long form, one row per value (type,name,step,epoch,"

@@ -8,7 +8,7 @@ import os
 import shutil
 from typing import Any
 
-from . import _lifecycle, _validate
+from . import _lifecycle, _monitor, _validate
 from ._files import write_json_atomic
 from ._lifecycle import Status
 from ._noop import NoOpRun
@@ -27,7 +27,8 @@ def _all_ranks() -> bool:
 def create_run(config_path: str | os.PathLike[str] | None = None, name: str = "default",
                hparams: Any = None, labels: list[str] | None = None, description: str = "",
                auto_upload: bool = False, folder: str = "default", make_folder: bool = False,
-               conflict_strategy: str = "new") -> Run | NoOpRun:
+               conflict_strategy: str = "new", *, system_interval: float | None = None,
+               console: bool | None = None) -> Run | NoOpRun:
     """Start recording a run in a new directory under ``$EM_RUN_PARENT_DIR`` (default
     ``.em/runs``), named ``<name>_<yymmdd>_<hhmmss>_<6 random [a-z0-9]>``.
 
@@ -39,6 +40,9 @@ def create_run(config_path: str | os.PathLike[str] | None = None, name: str = "d
         labels: list of strings. description: free text.
         auto_upload, folder, make_folder, conflict_strategy: upload settings, validated and
             stored with the run ('skip', 'error', 'new' or 'replace').
+        system_interval: seconds between system-metric samples (default
+            ``$EM_SYSTEM_INTERVAL`` or 10; 0 turns them off). console: keep stdout/stderr in
+            ``console.log`` (default: on unless ``EM_CONSOLE=off``). See ``em_core._monitor``.
 
     Returns:
         The :class:`Run`; on a rank other than 0 of a distributed job, a :class:`NoOpRun`
@@ -60,6 +64,7 @@ def create_run(config_path: str | os.PathLike[str] | None = None, name: str = "d
         config.pop("hparams", None)
         args.update(config)
     name = _validate.name(args["name"])
+    monitor = _monitor.options(system_interval, console)
     meta: dict[str, Any] = {
         "format_version": FORMAT_VERSION, "kind": "run", "name": name,
         "labels": _validate.labels(args["labels"]),
@@ -95,7 +100,7 @@ def create_run(config_path: str | os.PathLike[str] | None = None, name: str = "d
                         "launcher": dist.launcher},
         })
         write_json_atomic(path / META_FILE, meta)
-        return Run(path, meta, writable=True)
+        run = Run(path, meta, writable=True)
     except BaseException as e:
         # No half-made run may be left saying Running (a full disk, a file-size limit).
         shutil.rmtree(path, ignore_errors=True)
@@ -104,3 +109,5 @@ def create_run(config_path: str | os.PathLike[str] | None = None, name: str = "d
                           f"{e.strerror or e} ({errno.errorcode.get(e.errno, e.errno)}); "
                           "nothing was left behind") from e
         raise
+    _monitor.start(run, monitor)
+    return run

@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from . import _lifecycle, _logpath, _validate
+from . import _lifecycle, _logpath, _monitor, _validate
 from ._files import write_json_atomic
 from ._lifecycle import Status, error_info
 from ._metricfile import MetricWriter
@@ -332,6 +332,8 @@ class Run(Recorded):
             wait_for(self)
 
     def _end(self, status: Status, error: Any = None, *, from_signal: bool = False) -> None:
+        if not from_signal and not self._ended:
+            _monitor.stop(self, status)  # the last system sample goes in before the log closes
         # A SIGINT/SIGTERM arriving meanwhile waits until the final status is on disk.
         with _lifecycle.critical(enabled=not from_signal):
             if not self._ended:
@@ -388,6 +390,7 @@ class Run(Recorded):
         self._save()
         _lifecycle.register(self)
         self._start_uploader()  # auto_upload stored, or given to load_run
+        _monitor.start(self)
 
     def __enter__(self) -> Run:
         return self

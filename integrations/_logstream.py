@@ -470,7 +470,8 @@ def _create_run(em: Any, args: argparse.Namespace, command: list[str] | None,
         initial = hparams(args, command) if hparams is not None else {}
         return em.create_run(name=args.name, hparams=initial or None, labels=args.labels,
                              description=args.description, auto_upload=args.upload,
-                             folder=args.folder, make_folder=args.make_folder)
+                             folder=args.folder, make_folder=args.make_folder,
+                             console=False)  # the pass-through keeps console.log already
     except (OSError, ValueError, TypeError, em.EmError) as exc:
         _say(prog, f"cannot create the run ({exc}); recording nothing")
         return None

@@ -9,6 +9,11 @@ import pytest
 
 # Problems in em raise instead of warning while the suite runs (see em_core.errors).
 os.environ["EM_STRICT"] = "1"
+# System metrics and console capture are off unless a test turns them on (their own tests
+# in tests/core/test_system_metrics.py and test_console_capture.py): other tests assert on
+# exactly the metrics they logged, and a tee process per run would slow the suite.
+os.environ["EM_SYSTEM_INTERVAL"] = "0"
+os.environ["EM_CONSOLE"] = "off"
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
