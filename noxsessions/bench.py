@@ -2,6 +2,10 @@
 
     python3 -m nox -s bench                       # every benchmark; rewrites bench/RESULTS.md
     python3 -m nox -s bench -- log_latency.py --trackers em naive --calls 2000   # one script
+    python3 -m nox -s bench -- server_ingest.py --points 1000000 --mlflow-points 100000
+    python3 -m nox -s bench -- autoupload_cost.py --calls 300000 --repeat 5
+
+(the two em server benchmarks print their figures; bench/RESULTS_server.md records them)
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ SCRIPTS = (("log_latency.py", "--repeat", "3", "--max-seconds", "30", "--write-r
 @nox.session
 def bench(session: nox.Session) -> None:
     """run.log latency, points lost on SIGKILL, memory over 10M calls (em and peers)."""
-    session.install("-r", "bench/requirements.txt", "-e", ".")
+    session.install("-r", "bench/requirements.txt", "-e", ".[server]")
     if session.posargs:
         session.run("python", f"bench/{session.posargs[0]}", *session.posargs[1:])
         return

@@ -97,3 +97,27 @@ def test_interrupted_large_upload_resumes_from_the_servers_offset(
     os.environ["EM_ARTIFACT_PARENT_DIR"] = str(tmp_path / "back")
     back = em.load_artifact(where["path"])
     assert Path(back.file_path("weights.bin")).read_bytes() == src.read_bytes()
+
+
+@pytest.mark.parametrize("bad", [0, 1, 63, 64, 700, 999, None])
+def test_valid_end_stops_at_the_first_bad_record_of_a_long_run(tmp_path: Path,
+                                                               bad: int | None) -> None:
+    # valid_end checks runs of same-size records at once: a damaged record anywhere in the
+    # run must still end it exactly there
+    run = em.create_run(name="scan")
+    for i in range(1000):
+        run.log("train", {"loss": float(i)}, step=i)
+    run.finish()
+    data = bytearray((Path(run.local) / "metrics.bin").read_bytes())
+    starts = [16]
+    while starts[-1] < len(data):
+        starts.append(starts[-1] + int.from_bytes(data[starts[-1]:starts[-1] + 4], "little"))
+    first = starts[1]  # records after the schema record
+    want = len(data)
+    if bad is not None:
+        at = starts[1 + bad]
+        size = starts[2 + bad] - at
+        data[at + size - 1] ^= 0xFF  # its trailer
+        want = at
+    assert _upload.valid_end(bytes(data), first, 0) == want
+    assert _upload.valid_end(bytes(data[40:]), first, 40) == want  # a buffer from 40 on
