@@ -208,7 +208,7 @@ def pipes(args: argparse.Namespace, tmp: str) -> None:
     n_lines = corpus.count(b"\n") * (size // len(corpus))
     subprocess.run(f"cat {big} > /dev/null", shell=True, check=True)  # page cache
     py = args.python
-    passthru = [py, "-c", "import sys; from integrations._logstream import "
+    passthru = [py, "-c", "import sys; from integrations.logpipe.command import "
                 "pass_through_only as p; sys.exit(p(None))"]
     commands = {"cat": ["cat"], "one-process pass-through": passthru,
                 "em caffe": [py, "-m", "em_core.cli", "caffe", "--name", "big"]}

@@ -21,7 +21,7 @@ _REMOTE = frozenset({"login", "logout", "upload", "download"})  # see _remote_co
 BUILTIN = frozenset({"ls", "show", "export"}) | _REMOTE
 # em's own log commands (the same as their entry points), found without importlib.metadata,
 # which takes ~50 ms to import: `em caffe` passes the log through that much sooner
-_OWN = {"caffe": "integrations._commands", "mxnet": "integrations._commands"}
+_OWN = {"caffe": "integrations.caffe.command", "mxnet": "integrations.mxnet_log.command"}
 
 
 def _plugins() -> dict[str, Callable[[list[str]], int]]:
@@ -40,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         import importlib
 
         try:
-            command = getattr(importlib.import_module(_OWN[argv[0]]), argv[0])
+            command = importlib.import_module(_OWN[argv[0]]).main
         except ImportError:  # em_core without its integrations: look for a plugin
             pass
         else:

@@ -1,96 +1,23 @@
-"""``em mxnet``: record an MXNet training from its log, for scripts that cannot be changed.
+"""MXNet and GluonCV training logs to events: a line parser that needs neither MXNet nor em.
 
-Usage::
-
-    python train.py 2>&1 | em mxnet --name NAME
-    em mxnet run --name NAME -- python train.py ...
-
-The log passes through to stdout byte for byte and at once (see ``integrations._logstream``)
-while :class:`MXNetLogParser` reads a copy. It understands what MXNet and GluonCV scripts
-print: Speedometer batch lines (``Epoch[0] Batch [50]\\tSpeed: 707.55 samples/sec\\t
-Train-accuracy=0.19``, ``Batch [0-20]``, ``Batch[100]``, ``Loss[6.968]``), ``Epoch[N]
-Train-``/``Validation-``/``Time cost=`` lines, GluonCV ``[Epoch N] ...`` lines, argparse
-``Namespace(...)`` lines (hyperparameters), ``Saved checkpoint to ...`` and Horovod/MPI
-``[1,0]<stderr>:`` prefixes (ranks other than 0 are ignored). MXNet itself is never imported.
+It understands what MXNet and GluonCV scripts print: Speedometer batch lines (``Epoch[0]
+Batch [50]\tSpeed: 707.55 samples/sec\tTrain-accuracy=0.19``, ``Batch [0-20]``,
+``Batch[100]``, ``Loss[6.968]``), ``Epoch[N] Train-``/``Validation-``/``Time cost=`` lines,
+GluonCV ``[Epoch N] ...`` lines, argparse ``Namespace(...)`` lines (hyperparameters),
+``Saved checkpoint to ...`` and Horovod/MPI ``[1,0]<stderr>:`` prefixes (ranks other than 0
+are ignored).
 """
 
 from __future__ import annotations
 
 import ast
-import os
 import re
-import sys
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-from ._logstream import command_main
-from ._logstream import parse_number as _number
-from ._passthrough import Early
+from ..logpipe.values import parse_number as _number
+from .events import BatchLog, Checkpoint, Crash, EpochLog, GluonEpochLog, MXNetEvent, Start
 
-__all__ = ["BatchLog", "Checkpoint", "Crash", "EpochLog", "GluonEpochLog", "MXNetLogParser",
-           "MXNetRecorder", "Start", "main"]
-
-
-@dataclass(slots=True)
-class BatchLog:
-    """A batch line: ``Epoch[N] Batch [k]`` with Speedometer speed and metrics.
-
-    ``metrics`` has the names as printed without a ``Train-`` prefix (``Loss[x]`` becomes
-    ``loss``); ``time_cost`` is set on the summary form ``Batch[1251]\\tTime cost=...``.
-    """
-
-    epoch: int
-    batch: int
-    metrics: dict[str, float] = field(default_factory=dict)
-    speed: float | None = None
-    time_cost: float | None = None
-
-
-@dataclass(slots=True)
-class EpochLog:
-    """An ``Epoch[N]`` line without a batch: ``Train-x=``, ``Validation-x=``, ``Time cost=``."""
-
-    epoch: int
-    train: dict[str, float] = field(default_factory=dict)
-    val: dict[str, float] = field(default_factory=dict)
-    time_cost: float | None = None
-    speed: float | None = None
-
-
-@dataclass(slots=True)
-class GluonEpochLog:
-    """A GluonCV ``[Epoch N]`` line: ``train=.. val=.. loss=..``, ``training:``, ``validation:``."""
-
-    epoch: int
-    train: dict[str, float] = field(default_factory=dict)
-    val: dict[str, float] = field(default_factory=dict)
-    time_cost: float | None = None
-    speed: float | None = None
-
-
-@dataclass(slots=True)
-class Start:
-    """A training start: an argparse ``Namespace(...)`` line; ``hparams`` what could be read."""
-
-    hparams: dict[str, Any]
-
-
-@dataclass(slots=True)
-class Crash:
-    """A Python traceback; ``reason`` is its last line (``ValueError: ...``)."""
-
-    reason: str
-
-
-@dataclass(slots=True)
-class Checkpoint:
-    """``Saved checkpoint to "<path>"``."""
-
-    path: str
-
-
-MXNetEvent = BatchLog | EpochLog | GluonEpochLog | Start | Checkpoint | Crash
+__all__ = ["EPOCH_LINES", "MXNetLogParser"]
 
 _MPI = re.compile(r"\[\d+,(\d+)\]<std\w+>:")
 _EPOCH = re.compile(r"Epoch\[(\d+)\]")
@@ -120,7 +47,7 @@ _NOT_METRICS = frozenset({"Epoch", "Batch", "Rank"})
 # _RARE_WORDS are cut out beforehand: an alternation of words is tried at every character.
 _NAME = r"[!-9;<>-Z\\-~]+"  # printable ASCII but ' ', ':', '=', '['
 _VALUE = r"[-+.0-9A-Za-z_]+"  # what float() may read, and no whitespace
-_BLOCK = re.compile(r"""
+EPOCH_LINES = re.compile(r"""
     \n(?=.*Epoch)(?:
         (?:\[\d+,0\]<std\w+>:|(?!\[\d+,\d+\]<std\w+>:))
         [^E]*Epoch\[([0-9]+)\](?:\ Rank\[0\]|)
@@ -238,12 +165,12 @@ class MXNetLogParser:
         if not text:
             return []
         self.lines += text.count("\n") + (text[-1] != "\n")
-        # a '\n' before every line, none after the last: where _BLOCK's matches start
+        # a '\n' before every line, none after the last: where EPOCH_LINES's matches start
         text = "\n" + (text[:-1] if text[-1] == "\n" else text)
         out: list[MXNetEvent] = []
         handle = self._line
-        lines_of = _BLOCK.finditer
-        stops = iter(_rare_lines(text))  # the lines _BLOCK must not see, then the end
+        lines_of = EPOCH_LINES.finditer
+        stops = iter(_rare_lines(text))  # the lines EPOCH_LINES must not see, then the end
         stop = next(stops)
         pos = 0  # the '\n' before the next line
         while pos < len(text):
@@ -375,144 +302,3 @@ class MXNetLogParser:
                 (ev.val if name in ("val", "validation") else ev.train)[name] = value
         out.append(ev)
 
-
-class MXNetRecorder:
-    """Records :class:`MXNetLogParser` events into an em run.
-
-    What lands where:
-
-    * batch lines: a ``'train'`` record with the printed metrics (``Train-`` prefix dropped),
-      ``samples_per_sec`` and ``epoch_time_s`` when printed, at ``epoch=N`` and a global
-      ``step`` that keeps counting across epochs (the epoch's batch number added to where
-      the previous epoch ended, so it grows even when a log restarts at epoch 0);
-    * ``Epoch[N] Train-...``/``Time cost`` lines: ``'train'`` at the epoch's last step;
-      ``Validation-...``: ``'val'``; GluonCV ``[Epoch N]`` lines likewise (step = epoch
-      when the log has no batch lines);
-    * ``Namespace(...)`` lines: hyperparameters (a later start overrides an earlier one);
-    * ``Saved checkpoint to`` files that exist: an output artifact ``<run name>-checkpoints``;
-    * the end: ``Complete``, or ``Failed`` with the last line of a Python traceback (or a
-      non-zero exit status in ``run`` mode), ``Killed`` on a signal.
-
-    On ranks other than 0 the run is an ``em.NoOpRun`` and nothing is written.
-    """
-
-    def __init__(self, run: Any, *, parser: MXNetLogParser | None = None) -> None:
-        self.run = run
-        self.parser = parser if parser is not None else MXNetLogParser()
-        self.step = 0
-        self._base = 0
-        self._epoch: int | None = None
-        self._batches = False
-        self.crash: str | None = None
-        self._artifact: Any = None
-
-    def feed(self, block: bytes) -> None:
-        handle = self.handle
-        for event in self.parser.feed_bytes(block):
-            handle(event)
-
-    def idle(self) -> None:
-        pass
-
-    def _at_epoch(self, epoch: int) -> None:
-        if self._epoch is not None and epoch != self._epoch and self._batches:
-            self._base = self.step + 1
-        self._epoch = epoch
-
-    def handle(self, event: MXNetEvent) -> None:
-        """Record one event."""
-        run = self.run
-        if isinstance(event, BatchLog):  # nearly every event: kept short
-            epoch = event.epoch
-            if epoch != self._epoch:
-                self._at_epoch(epoch)
-            self._batches = True
-            step = self._base + event.batch
-            if step > self.step:
-                self.step = step
-            metrics = event.metrics
-            if event.speed is not None or event.time_cost is not None:
-                metrics = dict(metrics)
-                if event.speed is not None:
-                    metrics["samples_per_sec"] = event.speed
-                if event.time_cost is not None:
-                    metrics["epoch_time_s"] = event.time_cost
-            if metrics:
-                run.log("train", metrics, self.step, epoch)
-        elif isinstance(event, (EpochLog, GluonEpochLog)):
-            self._at_epoch(event.epoch)
-            step = self.step if self._batches else event.epoch
-            train = dict(event.train)
-            if event.time_cost is not None:
-                train["epoch_time_s"] = event.time_cost
-            if event.speed is not None:
-                train["samples_per_sec"] = event.speed
-            if train:
-                run.log("train", train, step=step, epoch=event.epoch)
-            if event.val:
-                run.log("val", event.val, step=step, epoch=event.epoch)
-        elif isinstance(event, Start):
-            if event.hparams:
-                run.hparams.update(event.hparams, override=True)
-        elif isinstance(event, Crash):
-            self.crash = event.reason
-        elif isinstance(event, Checkpoint):
-            self._checkpoint(event.path)
-
-    def _checkpoint(self, path: str) -> None:
-        import em_core as em
-
-        if isinstance(self.run, em.NoOpRun) or not os.path.isfile(path):
-            return
-        try:
-            if self._artifact is None:
-                self._artifact = em.create_artifact(f"{self.run.name}-checkpoints",
-                                                    description="MXNet checkpoints")
-                self.run.mark_output(self._artifact)
-            self._artifact.add_file(path)
-        except (OSError, em.EmError, ValueError) as exc:
-            em.handle_problem(exc, key=f"mxnet-checkpoint:{type(exc).__name__}")
-
-    def finish(self, *, signal: str | None = None, returncode: int | None = None,
-               error: BaseException | None = None) -> Any:
-        """End the run (see the class docstring); returns the status recorded."""
-        import em_core as em
-
-        if signal is not None:
-            status, reason = em.Status.KILLED, ("stdout was closed" if signal == "SIGPIPE"
-                                                else f"em received {signal}")
-        elif returncode is not None and returncode < 0:
-            status, reason = em.Status.KILLED, f"the training was killed by signal {-returncode}"
-        elif self.crash is not None:
-            status, reason = em.Status.FAILED, self.crash
-        elif returncode:
-            status, reason = em.Status.FAILED, f"the training exited with status {returncode}"
-        else:
-            status, reason = em.Status.COMPLETE, None
-        if error is not None:
-            status, reason = em.Status.FAILED, f"em could not read the log: {error!r}"
-        self.run.finish(status, error=reason)
-        return status
-
-
-def main(argv: Sequence[str] | None = None, *, early: Early | None = None) -> int:
-    """Entry point of ``em mxnet`` (entry-point group ``em.commands``).
-
-    Args:
-        argv: The arguments after ``em mxnet`` (default: ``sys.argv[1:]``).
-        early: The pass-through, when the caller started it already (``em mxnet``).
-
-    Returns:
-        Pipe mode: 0, or 130/143 after SIGINT/SIGTERM, 141 when stdout was closed, 2 for
-        bad options. ``run`` mode: the command's exit status (128+N when killed by signal N).
-    """
-    return command_main(
-        argv, prog="em mxnet",
-        description="Record an MXNet training run from its log; the log passes through to "
-                    "stdout unchanged. 'em mxnet run [options] -- python train.py' starts the "
-                    "script itself and returns its exit status.",
-        make_recorder=lambda run, args: MXNetRecorder(run), early=early)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
