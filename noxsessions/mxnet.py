@@ -19,7 +19,8 @@ def caffe(session: nox.Session) -> None:
                 "tests/integrations/mxnet/test_log_corpus.py",
                 "tests/integrations/mxnet/test_log_cli.py",
                 "tests/integrations/mxnet/test_log_fastpath.py",
-                "tests/integrations/mxnet/test_log_secrets.py", *session.posargs)
+                "tests/integrations/mxnet/test_log_secrets.py",
+                "tests/integrations/mxnet/test_log_restarts.py", *session.posargs)
 
 
 @nox.session

@@ -69,6 +69,9 @@ class LineReader:
         self._iteration = 0
         self._train: TrainIteration | None = None
         self._test: TestResult | None = None
+        # the output names of the last complete test pass of each test net: a pass with the
+        # same names is complete, whatever comes (or does not come) after it
+        self._test_names: dict[int, list[str]] = {}
         self._held: str | None = None  # a line that may continue on the next one
         self._params: list[str] | None = None  # solver parameter lines being collected
         self._params_time: datetime | None = None
@@ -214,8 +217,7 @@ class LineReader:
         later = self._in_session or iteration > (row.iteration if row is not None
                                                  else self._iteration)
         if self._test is not None:
-            out.append(self._test)
-            self._test = None
+            self._end_test(out)
         if later:  # the first line of its block (a new session's first, too)
             if row is not None:
                 out.append(row)
@@ -244,17 +246,24 @@ class LineReader:
         elif held is not None:
             out.append(held)
         if self._test is not None:
-            out.append(self._test)
-            self._test = None
+            self._end_test(out)
         self._train = row
+
+    def _end_test(self, out: list[CaffeEvent]) -> None:
+        """The open test pass is complete: out it goes, and its names are the net's."""
+        test = self._test
+        assert test is not None
+        self._test = None
+        if test.outputs:
+            self._test_names[test.net] = list(test.outputs)
+        out.append(test)
 
     def _close_rows(self, out: list[CaffeEvent]) -> None:
         if self._train is not None:
             out.append(self._train)
             self._train = None
         if self._test is not None:
-            out.append(self._test)
-            self._test = None
+            self._end_test(out)
 
     def _training_line(self, text: str, out: list[CaffeEvent]) -> None:
         # A third of a log's lines come here: float() is tried inline before parse_number, and

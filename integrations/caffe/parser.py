@@ -119,15 +119,18 @@ class CaffeLogParser(BlockReader):
         return out
 
     def flush(self) -> list[CaffeEvent]:
-        """Close an open test result (the pipe calls this when the input goes quiet).
+        """Close the open test pass if it is known to be complete (the pipe calls this when
+        the input goes quiet): it has the output names of the net's last complete pass.
 
-        A test pass's output lines come together, so it is complete once the input pauses; an
-        open training block is left alone: its ``lr`` line closes it.
+        Otherwise it stays open whatever the pause (Caffe may print a pass's lines slowly:
+        one pass is one record whatever the timing) and the next line closes it; an open
+        training block is left alone too: its ``lr`` line closes it.
         """
         out: list[CaffeEvent] = []
-        if self._test is not None and self._test.outputs:  # else its outputs are to come
-            out.append(self._test)
-            self._test = None
+        test = self._test
+        if test is not None and test.outputs and self._test_names.get(test.net) == list(
+                test.outputs):  # else more outputs may come: the next line will tell
+            self._end_test(out)
         return out
 
     def close(self) -> list[CaffeEvent]:

@@ -2,25 +2,24 @@
 ``em mxnet``, from the signal em received, the command's exit status and what the log's last
 lines said to the run's final status.
 
-=========================================================  ==========  =======================
-what happened                                              status      reason recorded
-=========================================================  ==========  =======================
-em received SIGINT or SIGTERM (Ctrl-C, ``kill``)           Killed      em received SIGINT
-em's stdout was closed (the reader after em went away)     Killed      stdout was closed
-the command died of SIGSEGV, SIGABRT, SIGBUS, SIGFPE,      Failed      the log's fatal lines,
-SIGILL, SIGSYS or SIGTRAP (it crashed: a failed CHECK                  then "<prog> died of
-aborts), or of any signal after a fatal line in the log                SIGSEGV"
-the command died of another signal (SIGKILL, SIGTERM,      Killed      <prog> was killed by
-SIGINT, SIGHUP, ...: something outside stopped it)                     SIGKILL
-the log has fatal lines (a traceback, ``F...`` lines)      Failed      those lines
-the command exited with a non-zero status                  Failed      <prog> exited with
-                                                                       status N
-the framework says it stopped early (Caffe's own answer    Killed      the framework's words
-to SIGINT/SIGHUP: snapshot, then stop)
-the framework's end marker is missing (Caffe:              Failed      the log ended before
-``Optimization Done``)                                                 ...
+=========================================================  =======  ===========================
+what happened                                              status   reason recorded
+=========================================================  =======  ===========================
+em received SIGINT or SIGTERM (Ctrl-C, ``kill``)           Killed   em received SIGINT
+em's stdout was closed (the reader after em went away)     Killed   stdout was closed
+the command died of SIGSEGV, SIGABRT, SIGBUS, SIGFPE,      Failed   the log's fatal lines, then
+SIGILL, SIGSYS or SIGTRAP: it crashed (a failed CHECK               "<prog> died of SIGSEGV"
+aborts)
+the command died of another signal: SIGKILL, SIGTERM,      Killed   <prog> was killed by
+SIGINT, SIGHUP, ... (something outside stopped it)                  SIGKILL
+the log has fatal lines (a traceback, ``F...`` lines)      Failed   those lines
+the command exited with a non-zero status                  Failed   <prog> exited with status N
+the framework says it was stopped (Caffe's answer to       Killed   the framework's words
+SIGINT/SIGHUP, Python's ``KeyboardInterrupt``)
+the framework's end marker is missing (Caffe:              Failed   the log ended before ...
+``Optimization Done``)
 otherwise                                                  Complete
-=========================================================  ==========  =======================
+=========================================================  =======  ===========================
 
 An exception of em's own while reading the log overrides all of these: ``Failed``, "em could
 not read the log: ...". The exit status em returns is the command's in ``run`` mode (see
@@ -63,7 +62,8 @@ def ending(*, prog: str, signal: str | None = None, returncode: int | None = Non
         returncode: The command's exit status in ``run`` mode (negative: killed by that
             signal); None in pipe mode.
         failures: What the log's fatal lines said, in order (none after a clean end).
-        stopped: The framework's words when it stopped early, else None.
+        stopped: The framework's words when it was stopped (Caffe's 'Optimization stopped
+            early', a Python ``KeyboardInterrupt``), else None.
         unfinished: Why the log is incomplete (its end marker missing), else None; also
             appended to a non-zero exit status ("... before 'Optimization Done'").
         error: em's own exception while reading the log, if one stopped it.
@@ -80,7 +80,7 @@ def ending(*, prog: str, signal: str | None = None, returncode: int | None = Non
                                   else f"em received {signal}")
     if returncode is not None and returncode < 0:
         name = signal_name(-returncode)
-        if failures or name in CRASH_SIGNALS:
+        if name in CRASH_SIGNALS:
             return em.Status.FAILED, "; ".join([*failures, f"{prog} died of {name}"])
         return em.Status.KILLED, f"{prog} was killed by {name}"
     if failures:

@@ -6,12 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["BatchLog", "Checkpoint", "Crash", "EpochLog", "GluonEpochLog", "MXNetEvent", "Start"]
+__all__ = ["BatchLog", "Checkpoint", "Crash", "EpochLog", "GluonEpochLog", "MXNetEvent", "Rewind",
+           "Start", "TrainingStart"]
 
 
 @dataclass(slots=True)
 class BatchLog:
-    """A batch line: ``Epoch[N] Batch [k]`` with Speedometer speed and metrics.
+    """A batch line: ``Epoch[N] Batch [k]`` (or GluonCV's ``[Epoch N][Batch k]``) with
+    Speedometer speed and metrics.
 
     ``metrics`` has the names as printed without a ``Train-`` prefix (``Loss[x]`` becomes
     ``loss``); ``time_cost`` is set on the summary form ``Batch[1251]\\tTime cost=...``.
@@ -48,14 +50,35 @@ class GluonEpochLog:
 
 @dataclass(slots=True)
 class Start:
-    """A training start: an argparse ``Namespace(...)`` line; ``hparams`` what could be read."""
+    """A training start: an argparse ``Namespace(...)`` line; ``hparams`` what could be read,
+    ``line`` its number in the log (1-based)."""
 
     hparams: dict[str, Any]
+    line: int = 0
+
+
+@dataclass(slots=True)
+class TrainingStart:
+    """A script's own ``Start training ...`` line (``line``: its number in the log)."""
+
+    line: int = 0
+
+
+@dataclass(slots=True)
+class Rewind:
+    """The next report goes back: an earlier epoch, an earlier batch of the same epoch, or
+    the same batch again with a metric already reported for it. The training started over
+    (a script restarted into the same log); ``line`` is the report's line number."""
+
+    line: int
+    epoch: int
+    batch: int | None = None
 
 
 @dataclass(slots=True)
 class Crash:
-    """A Python traceback; ``reason`` is its last line (``ValueError: ...``)."""
+    """A Python traceback (``reason``: its last line, ``ValueError: ...``), or MXNet's own
+    crash report (``Segmentation fault: 11``, ``terminate called after throwing ...``)."""
 
     reason: str
 
@@ -67,4 +90,5 @@ class Checkpoint:
     path: str
 
 
-MXNetEvent = BatchLog | EpochLog | GluonEpochLog | Start | Checkpoint | Crash
+MXNetEvent = (BatchLog | EpochLog | GluonEpochLog | Start | TrainingStart | Rewind | Checkpoint
+              | Crash)

@@ -12,10 +12,21 @@ from __future__ import annotations
 
 import ast
 import re
+from functools import lru_cache
 from typing import Any
 
 from ..logpipe.values import parse_number as _number
-from .events import BatchLog, Checkpoint, Crash, EpochLog, GluonEpochLog, MXNetEvent, Start
+from .events import (
+    BatchLog,
+    Checkpoint,
+    Crash,
+    EpochLog,
+    GluonEpochLog,
+    MXNetEvent,
+    Rewind,
+    Start,
+    TrainingStart,
+)
 
 __all__ = ["EPOCH_LINES", "MXNetLogParser"]
 
@@ -27,6 +38,9 @@ _BRACKET = re.compile(r"([A-Za-z_][\w-]*)\[([^\]]+)\]")
 _SPEED = re.compile(r"[Ss]peed: ?([^\s]+) samples/sec")
 _TIME_COST = re.compile(r"[Tt]ime cost[=:] ?([^\s,]+)")
 _GLUON = re.compile(r"\[Epoch (\d+)\]\s*(.*)$")
+# GluonCV detection scripts: '[Epoch 0][Batch 99], Speed: 9.1 samples/sec, CrossEntropy=1.2, ...'
+_GLUON_BATCH = re.compile(r"\[Epoch (\d+)\]\s*\[Batch (\d+)\]\s*,?(.*)$")
+_GLUON_LR = re.compile(r"\bLR: ?([^\s,]+)")
 _GLUON_TIME = re.compile(r"\btime: ?([^\s,]+)")
 _CHECKPOINT = re.compile(r"Saved checkpoint to \"?(.+?)\"?\s*$")
 _NOT_METRICS = frozenset({"Epoch", "Batch", "Rank"})
@@ -68,7 +82,8 @@ EPOCH_LINES = re.compile(r"""
       | (.*)
     )""".replace("NAME", _NAME).replace("VALUE", _VALUE), re.MULTILINE | re.VERBOSE)
 # What makes _line look at a line without 'Epoch' (a few lines per run or epoch)
-_RARE_WORDS = ("Namespace(", "Saved checkpoint", "Traceback")
+_RARE_WORDS = ("Namespace(", "Saved checkpoint", "Traceback", "Start training",
+               "Segmentation fault", "terminate called after")
 
 
 def _pairs(text: str, into: dict[str, float]) -> None:
@@ -119,6 +134,33 @@ def _batch_metrics(tail: str) -> dict[str, float]:
     return metrics
 
 
+_TOKEN = re.compile(f"({_NAME})=({_VALUE})")
+
+
+@lru_cache(maxsize=64)
+def _layout(names: tuple[str, ...]) -> tuple[re.Pattern[str], tuple[str, ...]] | None:
+    """For batch lines whose tokens are ``\\tNAME=VALUE`` with these names in this order: a
+    pattern that takes such a tail apart (a group per value) and the metric names (``Train-``
+    dropped); None where that would not give what :func:`_batch_metrics` gives (names
+    repeated before or after the prefix is dropped)."""
+    out = tuple(n[6:] if n.startswith("Train-") else n for n in names)
+    if len(set(names)) != len(names) or len(set(out)) != len(out):
+        return None
+    return re.compile("".join(f"\t{re.escape(n)}=({_VALUE})" for n in names)), out
+
+
+def _layout_of(tokens: str) -> tuple[re.Pattern[str], tuple[str, ...]] | None:
+    """The :func:`_layout` of a batch line's tokens (``'\\ta=1\\tb=2...'``), if they are all
+    ``NAME=VALUE``."""
+    names = []
+    for token in tokens[1:].split("\t"):
+        m = _TOKEN.fullmatch(token)
+        if m is None:
+            return None
+        names.append(m.group(1))
+    return _layout(tuple(names))
+
+
 def _namespace(text: str) -> dict[str, Any]:
     """The literal keyword values of a printed ``Namespace(...)``; others are skipped."""
     start = text.find("Namespace(")
@@ -138,6 +180,10 @@ def _namespace(text: str) -> dict[str, Any]:
 class MXNetLogParser:
     """A line parser for MXNet / GluonCV training logs; returns events per line.
 
+    Besides what each line says, it tells where the log goes back (:class:`Rewind`: an
+    earlier epoch or batch than the last report, as when a script restarts into the same
+    log) and the line numbers of training starts.
+
     Example:
         >>> MXNetLogParser().feed("INFO:root:Epoch[0] Batch [50]\\tSpeed: 707.55 samples/sec"
         ...                        "\\tTrain-accuracy=0.198750")
@@ -147,12 +193,25 @@ class MXNetLogParser:
     def __init__(self) -> None:
         self.lines = 0
         self._traceback = False  # inside a Python traceback: its last line says why
+        # the last report: epoch, batch (-1: an epoch line) and the names reported for it
+        self._epoch = -1
+        self._batch = -1
+        self._names: dict[str, float] = {}
+        # the batch tails of the last lines, taken apart at once (see _layout)
+        self._tail_layout: tuple[re.Pattern[str], tuple[str, ...]] | None = None
+        # where line numbers come from: the text being parsed (None: feed()'s one line),
+        # the number of its first line, the '\n' of the line being read, a count cached
+        self._text: str | None = None
+        self._first = 1
+        self._pos = 0
+        self._counted = (0, 0)
 
     def feed(self, line: str | bytes) -> list[MXNetEvent]:
-        """Parse one line; returns its events (zero or one)."""
+        """Parse one line; returns its events (at most two: a :class:`Rewind` first)."""
         if isinstance(line, bytes):
             line = line.decode("utf-8", "replace")
         out: list[MXNetEvent] = []
+        self._text = None
         self._line(line.rstrip("\r\n"), out)
         self.lines += 1
         return out
@@ -164,12 +223,12 @@ class MXNetLogParser:
             text = text.replace("\r\n", "\n")
         if not text:
             return []
+        self._first = self.lines + 1
         self.lines += text.count("\n") + (text[-1] != "\n")
         # a '\n' before every line, none after the last: where EPOCH_LINES's matches start
         text = "\n" + (text[:-1] if text[-1] == "\n" else text)
+        self._text, self._counted = text, (0, 0)
         out: list[MXNetEvent] = []
-        handle = self._line
-        lines_of = EPOCH_LINES.finditer
         stops = iter(_rare_lines(text))  # the lines EPOCH_LINES must not see, then the end
         stop = next(stops)
         pos = 0  # the '\n' before the next line
@@ -178,47 +237,111 @@ class MXNetLogParser:
                 end = text.find("\n", pos + 1)
                 if end < 0:
                     end = len(text)
-                handle(text[pos + 1:end], out)
+                self._pos = pos
+                self._line(text[pos + 1:end], out)
                 pos = end
                 while stop < pos:
                     stop = next(stops)
                 continue
-            for m in lines_of(text, pos, stop):
-                (epoch, batch, speed, loss, tokens, n1, v1, n2, v2, val, name, value, tc,
-                 epoch_speed, line) = m.groups()
-                if line is None:
-                    try:
-                        if batch is None:  # an epoch line
-                            if name is not None:
-                                out.append(EpochLog(int(epoch), {}, {name: float(value)}) if val
-                                           else EpochLog(int(epoch), {name: float(value)}))
-                            elif tc is not None:
-                                out.append(EpochLog(int(epoch), time_cost=float(tc)))
-                            elif epoch_speed is not None:
-                                out.append(EpochLog(int(epoch), speed=float(epoch_speed)))
-                            continue
-                        if n1 is not None:
-                            metrics = ({n1: float(v1)} if n2 is None
-                                       else {n1: float(v1), n2: float(v2)})
-                        elif loss is not None:
-                            metrics = {"loss": float(loss)}
-                        elif tokens is None:
-                            metrics = {}
-                        elif " " in tokens or "[" in tokens or ":" in tokens:
-                            metrics = None  # maybe a 'Rank[', 'ime cost' or 'peed:' (_epoch_line's)
-                        else:
-                            metrics = _batch_metrics(tokens)
-                        if metrics is not None:
-                            out.append(BatchLog(int(epoch), int(batch), metrics,
-                                                None if speed is None else float(speed)))
-                            continue
-                    except ValueError:  # a value float() does not read: _line decides
-                        pass
-                handle(m.group()[1:], out)
+            self._matches(text, pos, stop, out)
             pos = stop
+        self._text = None
         return out
 
-    def _line(self, line: str, out: list[MXNetEvent]) -> None:
+    def _matches(self, text: str, pos: int, stop: int, out: list[MXNetEvent]) -> None:  # noqa: C901 - the per-line loop of the fast path, inlined: a call per line costs more than the line
+        """The lines of ``text[pos:stop]`` with 'Epoch' (see EPOCH_LINES), in the usual forms
+        here, others by :meth:`_line`."""
+        for m in EPOCH_LINES.finditer(text, pos, stop):
+            (epoch, batch, speed, loss, tokens, n1, v1, n2, v2, val, name, value, tc,
+             epoch_speed, line) = m.groups()
+            if line is None:
+                try:
+                    if batch is None:  # an epoch line
+                        e = int(epoch)
+                        if e != self._epoch:
+                            self._order(e, None, {}, m.start(), out)
+                        if name is not None:
+                            out.append(EpochLog(e, {}, {name: float(value)}) if val
+                                       else EpochLog(e, {name: float(value)}))
+                        elif tc is not None:
+                            out.append(EpochLog(e, time_cost=float(tc)))
+                        elif epoch_speed is not None:
+                            out.append(EpochLog(e, speed=float(epoch_speed)))
+                        continue
+                    if n1 is not None:
+                        metrics = ({n1: float(v1)} if n2 is None
+                                   else {n1: float(v1), n2: float(v2)})
+                    elif loss is not None:
+                        metrics = {"loss": float(loss)}
+                    elif tokens is None:
+                        metrics = {}
+                    elif " " in tokens or "[" in tokens or ":" in tokens:
+                        metrics = None  # maybe a 'Rank[', 'ime cost' or 'peed:' (_epoch_line's)
+                    else:
+                        metrics = self._tail(tokens)
+                    if metrics is not None:
+                        e, k = int(epoch), int(batch)
+                        if e == self._epoch and k > self._batch:  # nearly always
+                            self._batch, self._names = k, metrics
+                        else:
+                            self._order(e, k, metrics, m.start(), out)
+                        out.append(BatchLog(e, k, metrics,
+                                            None if speed is None else float(speed)))
+                        continue
+                except ValueError:  # a value float() does not read: _line decides
+                    pass
+            self._pos = m.start()
+            self._line(m.group()[1:], out)
+
+    def _tail(self, tokens: str) -> dict[str, float]:
+        """:func:`_batch_metrics` of ``tokens``, by the last lines' layout when it fits."""
+        layout = self._tail_layout
+        if layout is not None:
+            m = layout[0].fullmatch(tokens)
+            if m is not None:
+                try:
+                    return dict(zip(layout[1], map(float, m.groups())))
+                except ValueError:  # a value float() does not read: the general code
+                    pass
+        metrics = _batch_metrics(tokens)
+        self._tail_layout = _layout_of(tokens)
+        return metrics
+
+    def _line_number(self) -> int:
+        """The number of the line being read (1-based)."""
+        text = self._text
+        if text is None:
+            return self.lines + 1
+        at, n = self._counted
+        if self._pos < at:
+            at, n = 0, 0
+        n += text.count("\n", at, self._pos)
+        self._counted = (self._pos, n)
+        return self._first + n
+
+    def _order(self, epoch: int, batch: int | None, metrics: dict[str, float], pos: int,
+               out: list[MXNetEvent]) -> None:
+        """A report of ``epoch`` (and ``batch``; None for an epoch line) at the line whose
+        '\n' is at ``pos``: a :class:`Rewind` first if it goes back."""
+        if batch is None:
+            back = epoch < self._epoch
+            batch_now = -1
+        else:
+            back = (epoch, batch) < (self._epoch, self._batch)
+            batch_now = batch
+            if (epoch, batch) == (self._epoch, self._batch):
+                # one batch reported on two lines (Horovod scripts print its loss and its
+                # metrics apart); a name reported again means it was trained again
+                back = not self._names.keys().isdisjoint(metrics)
+                if not back:
+                    self._names = {**self._names, **metrics}
+                    return
+        if back:
+            self._pos = pos
+            out.append(Rewind(self._line_number(), epoch, batch))
+        self._epoch, self._batch, self._names = epoch, batch_now, metrics
+
+    def _line(self, line: str, out: list[MXNetEvent]) -> None:  # noqa: C901 - one dispatch on what a line is; each branch is a few lines
         if self._traceback:
             if line[:1] not in (" ", "\t", ""):
                 self._traceback = False
@@ -242,19 +365,19 @@ class MXNetLogParser:
                     return
                 rest = rest[:rank.start()] + rest[rank.end():]
             self._epoch_line(int(m.group(1)), rest, out)
-            return
-        if "[Epoch " in line:
-            g = _GLUON.search(line)
-            if g is not None:
-                self._gluon(int(g.group(1)), g.group(2), out)
-            return
-        if "Namespace(" in line:
-            out.append(Start(_namespace(line)))
-            return
-        if "Saved checkpoint" in line:
+        elif "[Epoch " in line:
+            self._gluon_line(line, out)
+        elif "Namespace(" in line:
+            out.append(Start(_namespace(line), self._line_number()))
+        elif "Saved checkpoint" in line:
             c = _CHECKPOINT.search(line)
             if c is not None:
                 out.append(Checkpoint(c.group(1)))
+        elif "Start training" in line:
+            out.append(TrainingStart(self._line_number()))
+        elif ("Segmentation fault" in line and ":" in line) or line.startswith(
+                "terminate called after"):
+            out.append(Crash(line.strip()))
 
     def _epoch_line(self, epoch: int, rest: str, out: list[MXNetEvent]) -> None:
         speed = _SPEED.search(rest) if "peed:" in rest else None  # cheap tests first: long
@@ -264,9 +387,10 @@ class MXNetLogParser:
             rest = rest[:tc.start()] + rest[tc.end():]
         b = _BATCH.search(rest)
         if b is not None:
-            tail = rest[b.end():]
-            metrics = _batch_metrics(tail)
-            out.append(BatchLog(epoch, int(b.group(1)), metrics,
+            metrics = _batch_metrics(rest[b.end():])
+            batch = int(b.group(1))
+            self._order(epoch, batch, metrics, self._pos, out)
+            out.append(BatchLog(epoch, batch, metrics,
                                 _number(speed.group(1)) if speed else None, time_cost))
             return
         found: dict[str, float] = {}
@@ -278,10 +402,38 @@ class MXNetLogParser:
                 ep.val[name[11:]] = value
             else:
                 ep.train[name[6:] if name.startswith("Train-") else name] = value
+        if epoch != self._epoch:
+            self._order(epoch, None, {}, self._pos, out)
         if ep.train or ep.val or ep.time_cost is not None or ep.speed is not None:
             out.append(ep)
 
+    def _gluon_line(self, line: str, out: list[MXNetEvent]) -> None:
+        """A GluonCV ``[Epoch N]`` line: a batch report if ``[Batch k]`` follows."""
+        if "][Batch " in line or "] [Batch " in line:
+            b = _GLUON_BATCH.search(line)
+            if b is not None:
+                self._gluon_batch(int(b.group(1)), int(b.group(2)), b.group(3), out)
+                return
+        g = _GLUON.search(line)
+        if g is not None:
+            self._gluon(int(g.group(1)), g.group(2), out)
+
+    def _gluon_batch(self, epoch: int, batch: int, rest: str, out: list[MXNetEvent]) -> None:
+        """``[Epoch N][Batch k], Speed: s samples/sec, LR: r, name=value, ...``."""
+        speed = _SPEED.search(rest) if "peed:" in rest else None
+        metrics: dict[str, float] = {}
+        lr = _GLUON_LR.search(rest) if "LR:" in rest else None
+        if lr is not None:
+            value = _number(lr.group(1))
+            if value is not None:
+                metrics["lr"] = value
+        _pairs(rest.replace(",", " "), metrics)
+        self._order(epoch, batch, metrics, self._pos, out)
+        out.append(BatchLog(epoch, batch, metrics, _number(speed.group(1)) if speed else None))
+
     def _gluon(self, epoch: int, rest: str, out: list[MXNetEvent]) -> None:
+        if epoch != self._epoch:
+            self._order(epoch, None, {}, self._pos, out)
         ev = GluonEpochLog(epoch)
         speed = _SPEED.search(rest) if "peed:" in rest else None  # cheap tests first
         if speed is not None:

@@ -53,7 +53,8 @@ def _general(text: str) -> tuple[list[tuple], int, bool]:
     lines = text.replace("\r\n", "\n").split("\n")
     if not lines[-1]:
         lines.pop()
-    for line in lines:
+    for number, line in enumerate(lines):
+        parser.lines = number  # the line numbers feed_bytes gives (Start, Rewind)
         parser._line(line, out)
     return [_plain(e) for e in out], len(lines), parser._traceback
 
