@@ -116,7 +116,7 @@ class BlockReader(LineReader):
         # the pattern of the last run of display blocks and where its outputs are
         self._template: tuple[re.Pattern[str], tuple[tuple[str, int, int], ...]] | None = None
 
-    def _feed_block(self, text: str, out: list[CaffeEvent]) -> bool:
+    def _feed_block(self, text: str, out: list[CaffeEvent]) -> bool:  # noqa: C901 - the scan loop of the fast path: its branches share the scan's cursors
         """Parse the lines of ``text`` as :meth:`_feed_lines` would, faster.
 
         ``_SCAN`` finds the lines whose message matters: a run of training display blocks
@@ -191,7 +191,7 @@ class BlockReader(LineReader):
                 done = self._lines_from(text, last, stop, out)
         return done
 
-    def _display_blocks(self, text: str, start: int, out: list[CaffeEvent]) -> int:
+    def _display_blocks(self, text: str, start: int, out: list[CaffeEvent]) -> int:  # noqa: C901 - the innermost loop of the fast path, inlined (a call per value costs more than the value)
         """The run of training display blocks at ``text[start:]``, if there is one: returns
         where the line after it starts, or 0."""
         blocks = []

@@ -265,7 +265,7 @@ class LineReader:
         if self._test is not None:
             self._end_test(out)
 
-    def _training_line(self, text: str, out: list[CaffeEvent]) -> None:
+    def _training_line(self, text: str, out: list[CaffeEvent]) -> None:  # noqa: C901 - a third of a log's lines: float() inlined, the common forms first
         # A third of a log's lines come here: float() is tried inline before parse_number, and
         # the common outcomes come first.
         if "\x1b" in text:
@@ -361,7 +361,7 @@ class LineReader:
         reason = text[m.end():].strip() if m else text.strip()
         out.append(Failed(reason, self._time(text)))
 
-    def _message(self, text: str, out: list[CaffeEvent]) -> None:
+    def _message(self, text: str, out: list[CaffeEvent]) -> None:  # noqa: C901 - one dispatch over the messages that matter, each branch a few lines
         if "\x1b" in text:
             text = ANSI.sub("", text)
         if "Test score" in text or "Test loss:" in text:

@@ -118,8 +118,7 @@ class CaffeRecorder:
                 metrics["iter_per_s"] = event.iter_per_s
             if metrics:
                 self.run.log("train", metrics, event.iteration)
-            if event.weights and self._weights.get("train") != event.weights:
-                self._note_weights("train", event.weights)
+            self._note_weights("train", event.weights)
         elif isinstance(event, TestResult):
             self.last_iteration = event.iteration
             if event.outputs:
@@ -128,7 +127,12 @@ class CaffeRecorder:
                 self._note_weights("test", event.weights)
         elif isinstance(event, Snapshot):
             self._pending.append(event.path)
-        elif isinstance(event, Solving):
+        else:
+            self._milestone(event)
+
+    def _milestone(self, event: CaffeEvent) -> None:
+        """A session's start and end, a resume, the solver parameters."""
+        if isinstance(event, Solving):
             self.finished = False
             self.reasons = []
             if event.net_name and "net_name" not in self.run.hparams:

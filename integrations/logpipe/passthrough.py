@@ -98,7 +98,7 @@ def _pass_through(fd_in: int, fd_out: int, copy_fd: int, note_fd: int, *,
     flag = SignalFlag()
     interrupted = [0]
     if stop_on_signals:
-        def stop(signum: int, frame: object) -> None:
+        def stop(signum: int, _frame: object) -> None:
             if signum == signal.SIGINT and not interrupted[0]:
                 interrupted[0] = signum
                 return

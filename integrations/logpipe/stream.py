@@ -178,7 +178,7 @@ def run_stdin(sink: Sink | None, *, fd_in: int | None = None, fd_out: int | None
     flag = SignalFlag()
     safe = SafeSink(sink)
 
-    def stop(signum: int, frame: object) -> None:
+    def stop(signum: int, _frame: object) -> None:
         flag.signum = signum
         if flag.reading:  # blocked in os.read: only an exception gets us out
             raise StopRequested(signum)
@@ -222,7 +222,7 @@ def run_child(command: Sequence[str] | subprocess.Popen[bytes], sink: Sink | Non
     proc = command if isinstance(command, subprocess.Popen) else start_child(command)
     outcome = Outcome()
 
-    def forward(signum: int, frame: object) -> None:
+    def forward(signum: int, _frame: object) -> None:
         outcome.signal = signal.Signals(signum).name
         try:
             proc.send_signal(signum)
@@ -296,7 +296,7 @@ class PassThrough:
             proc.stdout.close()  # the pass-through alone reads it: if it dies, caffe gets SIGPIPE
         release_stdio(*release)
 
-    def _on_signal(self, signum: int, frame: object) -> None:
+    def _on_signal(self, signum: int, _frame: object) -> None:
         name = signal.Signals(signum).name
         if self.proc is not None:
             self.outcome.signal = name

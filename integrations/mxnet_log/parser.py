@@ -251,6 +251,7 @@ class MXNetLogParser:
     def _matches(self, text: str, pos: int, stop: int, out: list[MXNetEvent]) -> None:  # noqa: C901 - the per-line loop of the fast path, inlined: a call per line costs more than the line
         """The lines of ``text[pos:stop]`` with 'Epoch' (see EPOCH_LINES), in the usual forms
         here, others by :meth:`_line`."""
+        new_tuple = tuple.__new__  # BatchLog(...) without its Python-level __new__
         for m in EPOCH_LINES.finditer(text, pos, stop):
             (epoch, batch, speed, loss, tokens, n1, v1, n2, v2, val, name, value, tc,
              epoch_speed, line) = m.groups()
@@ -285,8 +286,8 @@ class MXNetLogParser:
                             self._batch, self._names = k, metrics
                         else:
                             self._order(e, k, metrics, m.start(), out)
-                        out.append(BatchLog(e, k, metrics,
-                                            None if speed is None else float(speed)))
+                        out.append(new_tuple(BatchLog, (
+                            e, k, metrics, None if speed is None else float(speed), None)))
                         continue
                 except ValueError:  # a value float() does not read: _line decides
                     pass

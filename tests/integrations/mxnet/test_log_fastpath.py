@@ -44,7 +44,8 @@ def _plain(event: object) -> tuple:
             return "nan"
         return [(k, norm(x)) for k, x in v.items()] if isinstance(v, dict) else v
 
-    return (type(event).__name__, [norm(getattr(event, f)) for f in event.__slots__])
+    fields = getattr(event, "_fields", None) or event.__slots__  # type: ignore[attr-defined]
+    return (type(event).__name__, [norm(getattr(event, f)) for f in fields])
 
 
 def _general(text: str) -> tuple[list[tuple], int, bool]:
