@@ -23,6 +23,10 @@
    wait for), median of --flow-repeat interleaved runs; and for em caffe, until it has
    recorded the whole log and exited, median of --pipe-repeat runs.
 
+``--old DIR`` (a git worktree of older code) adds that code's ``em caffe`` to the first-line
+and pipe figures, interleaved with the current one. ``bench/mxnet_record.py`` compares
+recording MXNet logs old against new.
+
 The load average is printed with every figure.
 """
 
@@ -112,8 +116,8 @@ def throughput(repeat: int, tmp: str) -> None:
                   f"(median of {repeat}; {load()})", flush=True)
 
 
-def _env(tmp: str) -> dict[str, str]:
-    return dict(os.environ, PYTHONPATH=str(REPO), EM_RUN_PARENT_DIR=os.path.join(tmp, "runs"),
+def _env(tmp: str, code: Path = REPO) -> dict[str, str]:
+    return dict(os.environ, PYTHONPATH=str(code), EM_RUN_PARENT_DIR=os.path.join(tmp, "runs"),
                 EM_ARTIFACT_PARENT_DIR=os.path.join(tmp, "arts"), EM_STRICT="0")
 
 
@@ -189,11 +193,17 @@ def pipes(args: argparse.Namespace, tmp: str) -> None:
                   + (f", a line every {s} ms" if s else ", back to back")
                   + f": cat {cat:.0f} us, em caffe {em:.0f} us (+{em - cat:.0f} us; {load()})",
                   flush=True)
-        firsts = {name: [latency(cmd, [], env, 0)[1] for _ in range(9)]
-                  for name, cmd in (("cat", ["cat"]), ("em caffe", em_caffe))}
-        print(f"first line through after start (start-up), median of 9: cat "
-              f"{statistics.median(firsts['cat']):.1f} ms, em caffe "
-              f"{statistics.median(firsts['em caffe']):.1f} ms ({load()})", flush=True)
+        starters = {"cat": (["cat"], env), "em caffe": (em_caffe, env)}
+        if args.old:  # the same command from the old checkout
+            starters["em caffe (old)"] = (em_caffe, _env(tmp, args.old))
+        firsts: dict[str, list[float]] = {name: [] for name in starters}
+        for _ in range(args.first_repeat):  # interleaved
+            for name, (cmd, cmd_env) in starters.items():
+                firsts[name].append(latency(cmd, [], cmd_env, 0)[1])
+        print(f"first line through after start (start-up), median of {args.first_repeat}, "
+              f"interleaved: " + ", ".join(f"{name} {statistics.median(v):.1f} ms"
+                                          for name, v in firsts.items()) + f" ({load()})",
+              flush=True)
     if args.only not in (None, "pipe"):
         return
     big = os.path.join(tmp, "big.log")
@@ -208,7 +218,7 @@ def pipes(args: argparse.Namespace, tmp: str) -> None:
     n_lines = corpus.count(b"\n") * (size // len(corpus))
     subprocess.run(f"cat {big} > /dev/null", shell=True, check=True)  # page cache
     py = args.python
-    passthru = [py, "-c", "import sys; from integrations._logstream import "
+    passthru = [py, "-c", "import sys; from integrations.logpipe.command import "
                 "pass_through_only as p; sys.exit(p(None))"]
     commands = {"cat": ["cat"], "one-process pass-through": passthru,
                 "em caffe": [py, "-m", "em_core.cli", "caffe", "--name", "big"]}
@@ -226,11 +236,15 @@ def pipes(args: argparse.Namespace, tmp: str) -> None:
         starts.append(time.perf_counter() - t0)
     print(f"{py}: bare interpreter start-up (python -c pass) {statistics.median(starts) * 1000:.0f}"
           f" ms, median of 9", flush=True)
+    envs = dict.fromkeys(commands, env)
+    if args.old:
+        commands["em caffe (old)"] = commands["em caffe"]
+        envs["em caffe (old)"] = _env(tmp, args.old)
     flows: dict[str, list[float]] = {k: [] for k in commands}
     for _ in range(args.flow_repeat):  # interleaved: this VM's speed drifts minute to minute
         for name, command in commands.items():
             os.sync()  # no writeback of earlier files (the test log, a copy) during the run
-            flows[name].append(pipe_wall(big, command, env, flow_only=True)[0])
+            flows[name].append(pipe_wall(big, command, envs[name], flow_only=True)[0])
             shutil.rmtree(os.path.join(tmp, "runs"), ignore_errors=True)  # no dirty GiBs
     ends = [pipe_wall(big, commands["em caffe"], env)[1] for _ in range(args.pipe_repeat)]
     shutil.rmtree(os.path.join(tmp, "runs"), ignore_errors=True)
@@ -263,6 +277,11 @@ def main() -> None:
     ap.add_argument("--python", default=sys.executable,
                     help="interpreter that runs em caffe in the pipe tests (a virtual environment "
                          "with em installed is what users run; default: this one)")
+    ap.add_argument("--old", type=Path, default=None,
+                    help="a checkout of older code (git worktree): its em caffe is timed too, "
+                         "interleaved, in the latency and pipe tests")
+    ap.add_argument("--first-repeat", type=int, default=9,
+                    help="first-line-through runs per command (median)")
     ap.add_argument("--pipe-repeat", type=int, default=1,
                     help="em caffe runs timed until it has recorded the whole log (median)")
     args = ap.parse_args()

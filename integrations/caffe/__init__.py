@@ -17,22 +17,21 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (the fast start)
+if TYPE_CHECKING:
+    from typing import Any
 
-from ._cli import main
-from ._events import (
-    CaffeEvent,
-    Failed,
-    Finished,
-    Resumed,
-    Snapshot,
-    SolverParameters,
-    Solving,
-    TestResult,
-    TrainIteration,
-)
-from ._parser import CaffeLogParser, parse_caffe_log
-from ._prototxt import PrototxtError, batch_sizes, parse_prototxt, read_prototxt, solver_hparams
+# Names load on first use: `em caffe` imports integrations.caffe.command, which must not
+# pull in the parser before its pass-through runs (the fast start).
+_WHERE = {
+    "main": "command",
+    "CaffeLogParser": "parser", "parse_caffe_log": "parser",
+    "CaffeRecorder": "recorder",
+    "PrototxtError": "prototxt", "batch_sizes": "prototxt", "parse_prototxt": "prototxt",
+    "read_prototxt": "prototxt", "solver_hparams": "prototxt",
+    **dict.fromkeys(["CaffeEvent", "Failed", "Finished", "Resumed", "Snapshot", "Solving",
+                     "SolverParameters", "TestResult", "TrainIteration"], "events"),
+}
 
 __all__ = [
     "CaffeEvent",
@@ -57,8 +56,15 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    if name == "CaffeRecorder":  # imports em_core; the parser alone does not need it
-        from ._record import CaffeRecorder
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
 
-        return CaffeRecorder
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

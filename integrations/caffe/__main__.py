@@ -2,6 +2,6 @@
 
 import sys
 
-from .._commands import caffe
+from .command import main
 
-sys.exit(caffe())
+sys.exit(main())

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 import em_core as em
-from integrations._logstream import CONSOLE_LOG, record
+from integrations.logpipe.command import CONSOLE_LOG
+from integrations.logpipe.stream import record
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
@@ -186,7 +187,7 @@ GATE = """
 import os, sys, time
 class Gate:  # holds the import of em's run module (and of the parsers) until the test opens it
     def find_spec(self, name, path=None, target=None):
-        if name in ("em_core.run", "integrations.caffe", "integrations.mxnet_log"):
+        if name in ("em_core.run", "integrations.caffe.parser", "integrations.mxnet_log.parser"):
             deadline = time.monotonic() + 60
             while not os.path.exists(os.environ["GATE"]) and time.monotonic() < deadline:
                 time.sleep(0.01)
@@ -309,8 +310,8 @@ def test_run_mode_missing_program(tmp_path: Path) -> None:
 
 
 def test_recorder_in_process(tmp_path: Path) -> None:
-    from integrations._logstream import run_stdin
     from integrations.caffe import CaffeRecorder
+    from integrations.logpipe.stream import run_stdin
 
     data = QIEXING.read_bytes()
     r, w = os.pipe()

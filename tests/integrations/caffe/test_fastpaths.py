@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from integrations.caffe import CaffeEvent, CaffeLogParser, parse_prototxt
-from integrations.caffe._prototxt import PrototxtError
+from integrations.caffe.prototxt import PrototxtError
 
 STAMP = st.builds(
     lambda lvl, mo, d, h, mi, s, us: f"{lvl}{mo}{d} {h}:{mi}:{s}.{us} 7 solver.cpp:1] x",
@@ -25,7 +25,7 @@ STAMP = st.builds(
 def test_timestamp_fast_path_matches_the_general_one(stamps: list[str], year: int) -> None:
     fast, slow = CaffeLogParser(year=year), CaffeLogParser(year=year)
     for text in stamps:
-        assert fast._time(text) == slow._time_slow(text), text
+        assert fast._time(text) == slow._time_other_layout(text), text
         assert (fast.year, fast._last_month) == (slow.year, slow._last_month)
 
 

@@ -9,7 +9,7 @@ import pytest
 
 import em_core as em
 from integrations.caffe import CaffeRecorder
-from integrations.caffe._events import Snapshot, TrainIteration
+from integrations.caffe.events import Snapshot, TrainIteration
 
 
 def _record(tmp_path: Path, paths: list[str], root: Path | None = None) -> em.Run:

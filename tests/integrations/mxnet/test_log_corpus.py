@@ -75,9 +75,10 @@ def test_values_and_names_as_printed() -> None:
     assert (b.epoch, b.batch, b.metrics) == (5, 20, {"M0_Acc": 0.99})
     assert p.feed("[1,3]<stderr>:INFO:root:Epoch[0] Batch[100] Loss[6.968]") == []
     assert p.feed("INFO:root:Epoch[0] Rank[2] Batch[100]\trmse=0.02") == []
+    p = MXNetLogParser()  # from here on, lines of other logs (an earlier epoch: a Rewind)
     (g,) = p.feed("INFO:root:[Epoch 3] train=0.76 val=0.71 loss=0.67 time: 16.2")
     assert (g.train, g.val, g.time_cost) == ({"train": 0.76, "loss": 0.67}, {"val": 0.71}, 16.2)
-    (g,) = p.feed("INFO:root:[Epoch 0] validation: err-top1=0.89 err-top5=0.73")
+    (g,) = MXNetLogParser().feed("INFO:root:[Epoch 0] validation: err-top1=0.89 err-top5=0.73")
     assert g.val == {"err-top1": 0.89, "err-top5": 0.73} and not g.train
     (s,) = p.feed("Namespace(batch_size=128, lr=0.1, mode='hybrid', ctx=[gpu(0)])")
     assert s.hparams == {"batch_size": 128, "lr": 0.1, "mode": "hybrid"}
@@ -85,5 +86,5 @@ def test_values_and_names_as_printed() -> None:
     assert c == Checkpoint("out/m-0001.params")
     assert p.feed_bytes(b"Traceback (most recent call last):\n  File \"x\", line 1\n"
                         b"ValueError: bad shape\n") == [Crash("ValueError: bad shape")]
-    (e,) = p.feed("Epoch[2] Train-accuracy=nan")
+    (e,) = MXNetLogParser().feed("Epoch[2] Train-accuracy=nan")
     assert e.train["accuracy"] != e.train["accuracy"]

@@ -8,7 +8,7 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from integrations.mxnet_log import _BLOCK, MXNetLogParser
+from integrations.mxnet_log.parser import EPOCH_LINES, MXNetLogParser
 
 PIECES = {
     "prefix": ["", "INFO:root:", "[1,0]<stderr>:INFO:root:", "[1,2]<stderr>:", "[1,00]<stdout>:",
@@ -44,7 +44,8 @@ def _plain(event: object) -> tuple:
             return "nan"
         return [(k, norm(x)) for k, x in v.items()] if isinstance(v, dict) else v
 
-    return (type(event).__name__, [norm(getattr(event, f)) for f in event.__slots__])
+    fields = getattr(event, "_fields", None) or event.__slots__  # type: ignore[attr-defined]
+    return (type(event).__name__, [norm(getattr(event, f)) for f in fields])
 
 
 def _general(text: str) -> tuple[list[tuple], int, bool]:
@@ -53,7 +54,8 @@ def _general(text: str) -> tuple[list[tuple], int, bool]:
     lines = text.replace("\r\n", "\n").split("\n")
     if not lines[-1]:
         lines.pop()
-    for line in lines:
+    for number, line in enumerate(lines):
+        parser.lines = number  # the line numbers feed_bytes gives (Start, Rewind)
         parser._line(line, out)
     return [_plain(e) for e in out], len(lines), parser._traceback
 
@@ -84,7 +86,7 @@ def test_a_block_gives_what_the_general_code_gives(lines: list[str], newline: bo
 
 
 def test_the_usual_forms_take_the_fast_path() -> None:
-    general = _BLOCK.groups  # the last group: a line for the general code
+    general = EPOCH_LINES.groups  # the last group: a line for the general code
     for line in ["INFO:root:Epoch[0] Batch [50]\tSpeed: 707.55 samples/sec\tTrain-accuracy=0.2",
                  "[1,0]<stderr>:INFO:root:Epoch[70] Rank[0] Batch[700]\trmse=0.02\tlr=0.34",
                  "[1,0]<stderr>:INFO:root:Epoch[70] Batch[800] Loss[3.097]",
@@ -94,5 +96,5 @@ def test_the_usual_forms_take_the_fast_path() -> None:
                  "INFO:root:Epoch[90] Time cost=74.400",
                  "INFO:root:Epoch[9] Resetting Data Iterator",
                  "[1,0]<stderr>:INFO:root:Epoch[3]\tSpeed: 3113.2 samples/sec"]:
-        m = _BLOCK.match("\n" + line)
+        m = EPOCH_LINES.match("\n" + line)
         assert m is not None and m.group(general) is None, line

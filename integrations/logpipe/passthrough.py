@@ -4,7 +4,7 @@ input to stdout, byte for byte, and into a copy of the log that the recorder rea
 This module loads nothing of em and almost nothing of Python (``os``, ``signal``, ``sys``):
 ``em caffe`` forks the pass-through with it (:func:`start_early`) before the parser, the
 run and the rest of em are even imported, so the log flows from the first milliseconds.
-:mod:`integrations._logstream` holds the recorder's side.
+:mod:`integrations.logpipe.stream` holds the recorder's side.
 """
 
 from __future__ import annotations
@@ -17,18 +17,18 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-_BUFSIZE = 1 << 20
-_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+BUFSIZE = 1 << 20
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
-class _Stop(BaseException):  # not an Exception: a sink's `except Exception` must not eat it
+class StopRequested(BaseException):  # not an Exception: a sink's `except Exception` must not eat it
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
         self.name = signal.Signals(signum).name
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
     n = os.write(fd, data)  # one call, nearly always
     if n < len(data):
         view = memoryview(data)[n:]
@@ -37,7 +37,7 @@ def _write_all(fd: int, data: bytes) -> None:
             view = view[n:]
 
 
-class _Flag:
+class SignalFlag:
     """Signals seen by the pipe; a handler raises only while the pipe blocks in a read."""
 
     def __init__(self) -> None:
@@ -46,10 +46,10 @@ class _Flag:
 
     def check(self) -> None:
         if self.signum is not None:
-            raise _Stop(self.signum)
+            raise StopRequested(self.signum)
 
 
-def _widen_pipe(fd: int, size: int) -> None:
+def widen_pipe(fd: int, size: int) -> None:
     """Ask for a bigger pipe buffer (Linux): fewer, larger reads when the log comes fast."""
     try:
         import fcntl
@@ -61,7 +61,7 @@ def _widen_pipe(fd: int, size: int) -> None:
         pass  # not Linux, not a pipe, or above /proc/sys/fs/pipe-max-size: keep the default
 
 
-def _read(fd: int, bufsize: int, flag: _Flag) -> bytes:
+def read_chunk(fd: int, bufsize: int, flag: SignalFlag) -> bytes:
     flag.reading = True
     try:
         flag.check()
@@ -70,20 +70,20 @@ def _read(fd: int, bufsize: int, flag: _Flag) -> bytes:
         flag.reading = False
 
 
-def _install(handler: object) -> dict[int, object]:
+def install_handler(handler: object) -> dict[int, object]:
     previous: dict[int, object] = {}
     for signum in (signal.SIGINT, signal.SIGTERM):
         previous[signum] = signal.signal(signum, handler)  # type: ignore[arg-type]
     return previous
 
 
-def _restore(previous: dict[int, object]) -> None:
+def restore_handlers(previous: dict[int, object]) -> None:
     for signum, handler in previous.items():
         signal.signal(signum, handler)  # type: ignore[arg-type]
 
 
 _NOTE_DATA = b"."  # a chunk was appended to the copy
-_NOTE_FAILED = b"!"  # appending failed (followed by one byte: errno % 256); copying stopped
+NOTE_FAILED = b"!"  # appending failed (followed by one byte: errno % 256); copying stopped
 
 
 def _pass_through(fd_in: int, fd_out: int, copy_fd: int, note_fd: int, *,
@@ -95,31 +95,31 @@ def _pass_through(fd_in: int, fd_out: int, copy_fd: int, note_fd: int, *,
     terminal's Ctrl-C reaches the training too, and what it prints while it stops (Caffe
     snapshots, a Python traceback) still passes through until the input ends (then 130).
     """
-    flag = _Flag()
+    flag = SignalFlag()
     interrupted = [0]
     if stop_on_signals:
-        def stop(signum: int, frame: object) -> None:
+        def stop(signum: int, _frame: object) -> None:
             if signum == signal.SIGINT and not interrupted[0]:
                 interrupted[0] = signum
                 return
             flag.signum = signum
             if flag.reading:
-                raise _Stop(signum)
+                raise StopRequested(signum)
 
-        _install(stop)
+        install_handler(stop)
     else:  # run mode: the recorder forwards signals to the command; drain until it ends
-        _install(signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
-    _widen_pipe(fd_in, _BUFSIZE)
-    _widen_pipe(fd_out, _BUFSIZE)
+        install_handler(signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    widen_pipe(fd_in, BUFSIZE)
+    widen_pipe(fd_out, BUFSIZE)
     os.set_blocking(note_fd, False)
     try:
         ended, copying = _tee_loop(fd_in, fd_out, copy_fd, note_fd, flag)
-        while not ended and (chunk := _read(fd_in, _BUFSIZE, flag)):
-            _write_all(fd_out, chunk)  # the output first: the copy can wait, stdout not
+        while not ended and (chunk := read_chunk(fd_in, BUFSIZE, flag)):
+            write_all(fd_out, chunk)  # the output first: the copy can wait, stdout not
             if copying:
                 copying = _append(copy_fd, note_fd, chunk)
-    except _Stop as exc:
+    except StopRequested as exc:
         return 128 + exc.signum
     except BrokenPipeError:
         return 141
@@ -127,7 +127,7 @@ def _pass_through(fd_in: int, fd_out: int, copy_fd: int, note_fd: int, *,
 
 
 def _tee_loop(fd_in: int, fd_out: int, copy_fd: int, note_fd: int,
-              flag: _Flag) -> tuple[bool, bool]:
+              flag: SignalFlag) -> tuple[bool, bool]:
     """The pass-through without copying through this process (Linux, stdin and stdout both
     pipes): tee(2) puts the input's pages on stdout, then splice(2) moves them into the
     copy, so each byte is copied once in the kernel where ``cat`` copies it twice.
@@ -147,7 +147,7 @@ def _tee_loop(fd_in: int, fd_out: int, copy_fd: int, note_fd: int,
         # interrupts a blocked tee(2) with EINTR, and bytes tee(2) has put on stdout
         # still go into the copy before the next check stops the loop.
         flag.check()
-        n = tee(fd_in, fd_out, _BUFSIZE, 0)
+        n = tee(fd_in, fd_out, BUFSIZE, 0)
         err = ctypes.get_errno() if n < 0 else 0
         if n == 0:
             return True, True
@@ -204,7 +204,7 @@ def _is_pipe(fd: int) -> bool:
 def _append(copy_fd: int, note_fd: int, chunk: bytes) -> bool:
     """Append ``chunk`` to the copy and note it; False once the copy or the recorder is gone."""
     try:
-        _write_all(copy_fd, chunk)
+        write_all(copy_fd, chunk)
     except OSError as exc:
         _note_failure(note_fd, exc)
         return False
@@ -225,7 +225,7 @@ def _note_failure(note_fd: int, exc: OSError) -> None:
     """E.g. a full disk: the recorder says so, the output goes on."""
     try:
         os.set_blocking(note_fd, True)
-        os.write(note_fd, _NOTE_FAILED + bytes([(exc.errno or 0) % 256]))
+        os.write(note_fd, NOTE_FAILED + bytes([(exc.errno or 0) % 256]))
     except OSError:
         pass
 
@@ -240,7 +240,7 @@ def _close_fds_except(keep: set[int]) -> None:
     os.closerange(low, 1 << 16)
 
 
-def _release(fd_in: int | None, fd_out: int | None) -> None:
+def release_stdio(fd_in: int | None, fd_out: int | None) -> None:
     """Point the recorder's own stdin/stdout at /dev/null: a reader after em sees the end of
     the output when the pass-through ends, and a writer before em gets SIGPIPE if it dies."""
     null = os.open(os.devnull, os.O_RDWR)
@@ -290,11 +290,11 @@ def fork_pass_through(copy_fd: int, fd_in: int, fd_out: int, *,
                 stream.flush()  # nothing buffered here may come out twice
         except (OSError, ValueError):
             pass
-    signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)  # each side installs its own first
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)  # each side installs its own first
     try:
         pid = os.fork()
     except OSError:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         os.close(note_r)
         os.close(note_w)
         raise
@@ -356,7 +356,7 @@ def start_early(argv: Sequence[str] | None = None, *, nice: int = 10) -> Early |
         os.close(copy_fd)
         os.unlink(path)
         return None
-    _release(0, 1)
+    release_stdio(0, 1)
     niced = False
     if nice:
         try:

@@ -1,75 +1,57 @@
-"""The pass-through pipe shared by ``em caffe`` and ``em mxnet``.
+"""The recorder's side of the pass-through pipe shared by ``em caffe`` and ``em mxnet``.
 
 Training output goes from the input (stdin, or the pipe of a child process) to stdout byte
 for byte and as soon as it arrives: each ``os.read`` is written out before anything else
 happens to it, so nothing waits on em and nothing is re-encoded. The commands run the
-pass-through in a process of its own (:func:`record`) that also appends the output to a
-copy, ``console.log`` in the run directory; the em process reads that copy at its own pace
-and hands complete lines to a *sink* (a log recorder). A log that comes faster than it can
-be parsed piles up on disk, not in front of the training: Caffe never blocks on its stderr
-because of em. Whatever the sink does wrong is reported through ``em.handle_problem`` and
-the sink is switched off; the pass-through never stops because of em. The pass-through
-process itself is :mod:`integrations._passthrough`, which loads next to nothing: ``em caffe``
-forks it before loading the parser and em (:func:`command_main`, ``early``).
+pass-through in a process of its own (:func:`record`; the process itself is
+:mod:`integrations.logpipe.passthrough`, which loads next to nothing) that also appends the
+output to a copy, ``console.log`` in the run directory; the em process reads that copy at
+its own pace and hands complete lines to a *sink* (a log recorder). A log that comes faster
+than it can be parsed piles up on disk, not in front of the training: Caffe never blocks on
+its stderr because of em. Whatever the sink does wrong is reported through
+``em.handle_problem`` and the sink is switched off; the pass-through never stops because of
+em. Where ``os.fork`` is missing, :func:`run_stdin` / :func:`run_child` do both in one
+process.
 
 Signals: in a pipeline (``caffe ... | em caffe``), SIGTERM ends the pipe; SIGINT (Ctrl-C,
 which reaches the training too) lets what the training prints while it stops pass through
 until the input ends, and a second one ends it at once. With ``em caffe run -- ...`` both
 are forwarded to the child, whose exit then ends the pipe. A closed stdout (SIGPIPE) ends
-it too. The sink is told which of these happened so that it can mark the run ``Killed``.
+it too. The sink is told which of these happened (:class:`Outcome`).
 """
 
 from __future__ import annotations
 
-import argparse
-import math
 import os
 import select
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ._passthrough import (
-    _BUFSIZE,
-    _NOTE_FAILED,
-    _SIGNALS,
+from .passthrough import (
+    BUFSIZE,
+    NOTE_FAILED,
+    STOP_SIGNALS,
     Early,
-    _Flag,
-    _install,
-    _read,
-    _release,
-    _restore,
-    _Stop,
-    _widen_pipe,
-    _write_all,
+    SignalFlag,
+    StopRequested,
     fork_pass_through,
-    open_copy,
-    start_early,
+    install_handler,
+    read_chunk,
+    release_stdio,
+    restore_handlers,
+    widen_pipe,
+    write_all,
 )
 
-__all__ = ["CONSOLE_LOG", "Outcome", "Recorder", "Sink", "add_run_arguments", "command_main",
-           "exit_code", "pass_through_only", "pump", "record", "run_child", "run_stdin",
-           "split_command", "start_child"]
+__all__ = ["Outcome", "PassThrough", "Recorder", "SafeSink", "Sink", "adopt", "pump",
+           "record", "run_child", "run_stdin", "start_child", "start_pass_through"]
 
 _MAX_TAIL = 1 << 20  # a "line" longer than this (progress bars with \r only) is parsed as is
 _QUIET_S = 0.2  # the input is idle once no byte came for this long
-
-
-def parse_number(text: str) -> float | None:
-    """A number as training logs print it, with the nan/inf spellings of glibc (``nan``,
-    ``-nan``, ``inf``) and MSVC (``1.#QNAN``, ``1.#IND``, ``-1.#INF``); None otherwise."""
-    try:
-        return float(text)
-    except ValueError:
-        upper = text.upper()
-        if "NAN" in upper or "#IND" in upper:
-            return math.nan
-        if "INF" in upper:
-            return -math.inf if upper.startswith("-") else math.inf
-        return None
 
 
 class Sink(Protocol):
@@ -106,7 +88,7 @@ class Outcome:
     error: BaseException | None = None
 
 
-class _SafeSink:
+class SafeSink:
     """Calls the sink; its first exception is reported and turns it off."""
 
     def __init__(self, sink: Sink | None) -> None:
@@ -121,10 +103,11 @@ class _SafeSink:
         except Exception as exc:  # noqa: BLE001 - parsing must never stop the pass-through
             self.sink = None
             self.error = exc
-            _report(exc)
+            report(exc)
 
 
-def _report(exc: BaseException) -> None:
+def report(exc: BaseException) -> None:
+    """Say once (``em.handle_problem``) that recording stopped after ``exc``; never raises."""
     import em_core as em
 
     try:
@@ -137,7 +120,7 @@ def _report(exc: BaseException) -> None:
 class _Lines:
     """Cuts a byte stream into blocks of whole lines for a sink (the last may lack its \\n)."""
 
-    def __init__(self, safe: _SafeSink) -> None:
+    def __init__(self, safe: SafeSink) -> None:
         self.safe = safe
         self.tail = b""
 
@@ -159,25 +142,25 @@ class _Lines:
             self.safe.call("feed", tail)
 
 
-def pump(fd_in: int, fd_out: int | None, sink: Sink | None, *, bufsize: int = _BUFSIZE,
-         flag: _Flag | None = None, safe: _SafeSink | None = None) -> _SafeSink:
+def pump(fd_in: int, fd_out: int | None, sink: Sink | None, *, bufsize: int = BUFSIZE,
+         flag: SignalFlag | None = None, safe: SafeSink | None = None) -> SafeSink:
     """Copy ``fd_in`` to ``fd_out`` as data arrives and feed whole lines to ``sink``, in this
     process (the sink's time delays the next read; :func:`record` avoids that).
 
     Returns at end of input. ``BrokenPipeError`` (stdout closed) and a stop request (a
     signal, through ``flag``) propagate after the lines read so far were fed.
     """
-    safe = safe if safe is not None else _SafeSink(sink)
-    flag = flag if flag is not None else _Flag()
-    _widen_pipe(fd_in, bufsize)
+    safe = safe if safe is not None else SafeSink(sink)
+    flag = flag if flag is not None else SignalFlag()
+    widen_pipe(fd_in, bufsize)
     lines = _Lines(safe)
     try:
         while True:
-            chunk = _read(fd_in, bufsize, flag)
+            chunk = read_chunk(fd_in, bufsize, flag)
             if not chunk:
                 break
             if fd_out is not None:
-                _write_all(fd_out, chunk)
+                write_all(fd_out, chunk)
             if safe.sink is not None:
                 lines.add(chunk)
                 if len(chunk) < bufsize:
@@ -192,23 +175,23 @@ def run_stdin(sink: Sink | None, *, fd_in: int | None = None, fd_out: int | None
     fd_in = sys.stdin.fileno() if fd_in is None else fd_in
     fd_out = sys.stdout.fileno() if fd_out is None else fd_out
     outcome = Outcome()
-    flag = _Flag()
-    safe = _SafeSink(sink)
+    flag = SignalFlag()
+    safe = SafeSink(sink)
 
-    def stop(signum: int, frame: object) -> None:
+    def stop(signum: int, _frame: object) -> None:
         flag.signum = signum
         if flag.reading:  # blocked in os.read: only an exception gets us out
-            raise _Stop(signum)
+            raise StopRequested(signum)
 
-    previous = _install(stop)
+    previous = install_handler(stop)
     try:
         pump(fd_in, fd_out, sink, flag=flag, safe=safe)
-    except _Stop as exc:
+    except StopRequested as exc:
         outcome.signal = exc.name
     except BrokenPipeError:
         outcome.signal = "SIGPIPE"
     finally:
-        _restore(previous)
+        restore_handlers(previous)
     outcome.error = safe.error
     return outcome
 
@@ -239,15 +222,15 @@ def run_child(command: Sequence[str] | subprocess.Popen[bytes], sink: Sink | Non
     proc = command if isinstance(command, subprocess.Popen) else start_child(command)
     outcome = Outcome()
 
-    def forward(signum: int, frame: object) -> None:
+    def forward(signum: int, _frame: object) -> None:
         outcome.signal = signal.Signals(signum).name
         try:
             proc.send_signal(signum)
         except ProcessLookupError:
             pass
 
-    previous = _install(forward)
-    safe = _SafeSink(sink)
+    previous = install_handler(forward)
+    safe = SafeSink(sink)
     assert proc.stdout is not None
     try:
         pump(proc.stdout.fileno(), fd_out, sink, safe=safe)
@@ -257,7 +240,7 @@ def run_child(command: Sequence[str] | subprocess.Popen[bytes], sink: Sink | Non
         proc.stdout.close()  # the child gets SIGPIPE on its next write, as with `cat`
         outcome.returncode = _wait(proc, 5)
     finally:
-        _restore(previous)
+        restore_handlers(previous)
     outcome.error = safe.error
     return outcome
 
@@ -293,7 +276,7 @@ class PassThrough:
         self.fd_in = fd_in
         self.fd_out = fd_out
         self.outcome = Outcome()
-        self._stop = _Flag()  # signum set: recording stops at once (2nd signal, pipe mode)
+        self._stop = SignalFlag()  # signum set: recording stops at once (2nd signal, pipe mode)
         self.pid: int | None = None  # None: follow() does it all in one process
         self._note_r = -1
         self._niced = False
@@ -303,7 +286,7 @@ class PassThrough:
         try:
             forked = fork_pass_through(copy_fd, fd_in, fd_out, stop_on_signals=proc is None)
         except OSError as exc:  # no process to spare
-            _report(exc)
+            report(exc)
             return
         if forked is None:  # no fork (Windows)
             return
@@ -311,9 +294,9 @@ class PassThrough:
         if proc is not None:
             assert proc.stdout is not None
             proc.stdout.close()  # the pass-through alone reads it: if it dies, caffe gets SIGPIPE
-        _release(*release)
+        release_stdio(*release)
 
-    def _on_signal(self, signum: int, frame: object) -> None:
+    def _on_signal(self, signum: int, _frame: object) -> None:
         name = signal.Signals(signum).name
         if self.proc is not None:
             self.outcome.signal = name
@@ -339,20 +322,20 @@ class PassThrough:
                 return run_child(self.proc, sink, fd_out=self.fd_out)
             return run_stdin(sink, fd_in=self.fd_in, fd_out=self.fd_out)
         outcome = self.outcome
-        previous = _install(self._on_signal)  # over em_core's, which would end the run early
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)  # what came meanwhile lands here
+        previous = install_handler(self._on_signal)  # over em_core's, which would end the run early
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # what came meanwhile lands here
         if nice and not self._niced:
             try:
                 os.nice(nice)  # the training and its output first
             except OSError:
                 pass
-        safe = _SafeSink(sink)
+        safe = SafeSink(sink)
         try:
             copy_errno = _follow(self.copy_fd, self._note_r, safe, self._stop)
         finally:
             os.close(self._note_r)  # a pass-through still copying stops (EPIPE on its notes)
             _, wait_status = os.waitpid(self.pid, 0)
-            _restore(previous)
+            restore_handlers(previous)
         code = os.waitstatus_to_exitcode(wait_status)
         if code == 141:
             outcome.signal = "SIGPIPE"
@@ -395,7 +378,7 @@ def start_pass_through(copy_fd: int, *, command: Sequence[str] | None = None,
                        release=(fd_in if own_in else None, fd_out if own_out else None))
 
 
-def _adopt(early: Early) -> PassThrough:
+def adopt(early: Early) -> PassThrough:
     """The :class:`PassThrough` of a pass-through :func:`start_early` started."""
     return PassThrough(early.copy_fd, None, 0, 1, release=(None, None), early=early)
 
@@ -423,7 +406,7 @@ def record(sink: Sink, copy_fd: int, *, command: Sequence[str] | None = None,
                               fd_out=fd_out).follow(sink, nice=nice)
 
 
-def _follow(copy_fd: int, note_r: int, safe: _SafeSink, stop: _Flag) -> int | None:
+def _follow(copy_fd: int, note_r: int, safe: SafeSink, stop: SignalFlag) -> int | None:
     """Feed the copy to the sink until the pass-through has ended and the copy is read;
     returns the errno that stopped the copy, if one did."""
     lines = _Lines(safe)
@@ -433,7 +416,7 @@ def _follow(copy_fd: int, note_r: int, safe: _SafeSink, stop: _Flag) -> int | No
     copy_errno = None
     try:
         while stop.signum is None:
-            chunk = os.pread(copy_fd, _BUFSIZE, offset) if safe.sink is not None else b""
+            chunk = os.pread(copy_fd, BUFSIZE, offset) if safe.sink is not None else b""
             if chunk:
                 offset += len(chunk)
                 lines.add(chunk)
@@ -449,189 +432,11 @@ def _follow(copy_fd: int, note_r: int, safe: _SafeSink, stop: _Flag) -> int | No
             notes = os.read(note_r, 4096)  # blocks until more output, or the end of it
             if not notes:
                 open_ = False
-            elif _NOTE_FAILED in notes:
-                i = notes.index(_NOTE_FAILED)
+            elif NOTE_FAILED in notes:
+                i = notes.index(NOTE_FAILED)
                 copy_errno = notes[i + 1] if i + 1 < len(notes) else 0
     finally:
         lines.end()
     return copy_errno
 
 
-CONSOLE_LOG = "console.log"
-#: What a command takes its initial hyperparameters from: its options and the command.
-HparamsFrom = Callable[[argparse.Namespace, "list[str] | None"], "dict[str, Any]"]
-
-
-def _create_run(em: Any, args: argparse.Namespace, command: list[str] | None,
-                hparams: HparamsFrom | None,
-                prog: str) -> Any:
-    """The run for the log, or None (said on stderr) when it cannot be created."""
-    try:
-        initial = hparams(args, command) if hparams is not None else {}
-        return em.create_run(name=args.name, hparams=initial or None, labels=args.labels,
-                             description=args.description, auto_upload=args.upload,
-                             folder=args.folder, make_folder=args.make_folder,
-                             console=False)  # the pass-through keeps console.log already
-    except (OSError, ValueError, TypeError, em.EmError) as exc:
-        _say(prog, f"cannot create the run ({exc}); recording nothing")
-        return None
-
-
-def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options every log command shares (run name, folder, upload, labels)."""
-    parser.add_argument("--name", default="default", help="run name (default: %(default)s)")
-    parser.add_argument("--folder", default="default",
-                        help="server folder for --upload (default: %(default)s)")
-    parser.add_argument("--upload", action="store_true",
-                        help="mark the run for upload when it ends (stored with the run; "
-                             "uploading comes with the em server)")
-    parser.add_argument("--make-folder", action="store_true",
-                        help="create the --folder on the server if missing")
-    parser.add_argument("--label", action="append", default=[], dest="labels",
-                        help="a label for the run (repeatable)")
-    parser.add_argument("--description", default="", help="free text stored with the run")
-    parser.add_argument("--no-console-log", dest="console_log", action="store_false",
-                        help=f"do not keep the log in the run directory as {CONSOLE_LOG} "
-                             f"(kept by default, byte for byte as it passed through)")
-
-
-_EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143, "SIGPIPE": 141}
-
-
-def split_command(argv: Sequence[str]) -> tuple[list[str], list[str] | None, str | None]:
-    """``['run', opts..., '--', cmd...]`` -> (opts, cmd, None); plain options -> (opts, None,
-    None); a malformed ``run`` -> ([], None, error message)."""
-    args = list(argv)
-    if args[:1] != ["run"]:
-        return args, None, None
-    rest = args[1:]
-    if "--" not in rest:
-        return [], None, "usage: run [options] -- COMMAND [ARGS...]"
-    cut = rest.index("--")
-    if cut + 1 >= len(rest):
-        return [], None, "no command after '--'"
-    return rest[:cut], rest[cut + 1:], None
-
-
-def exit_code(outcome: Outcome, *, child: bool) -> int:
-    """The command's exit status: the child's (128+N if killed by signal N) in ``run`` mode;
-    0, or 130/143/141 after SIGINT/SIGTERM/a closed stdout, in pipe mode."""
-    if child and outcome.returncode is not None:
-        rc = outcome.returncode
-        return 128 - rc if rc < 0 else rc
-    return _EXIT_SIGNAL.get(outcome.signal or "", 0)
-
-
-def pass_through_only(command: Sequence[str] | None) -> int:
-    """em cannot record (bad options, no run): still pass the output through untouched."""
-    outcome = run_child(command, None) if command else run_stdin(None)
-    return exit_code(outcome, child=command is not None)
-
-
-def _say(prog: str, message: str) -> None:
-    try:
-        print(f"{prog}: {message}", file=sys.stderr, flush=True)
-    except OSError:
-        pass
-
-
-def command_main(argv: Sequence[str] | None, *, prog: str, description: str,
-                 make_recorder: Callable[[Any, argparse.Namespace], Recorder],
-                 add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
-                 hparams: HparamsFrom | None = None,
-                 early: Early | None = None) -> int:
-    """The body of ``em caffe`` and ``em mxnet``: options, run, pipe, status, exit code.
-
-    ``argv`` is either options (pipe mode: stdin to stdout) or ``run [options] -- COMMAND``.
-    The pass-through starts before the run is created: in pipe mode before the options are
-    even read (:func:`~integrations._passthrough.start_early`, unless the caller passes the
-    ``early`` one it started), in ``run`` mode with the command (:func:`start_pass_through`).
-    The log it copies becomes ``console.log`` in the run directory (unless
-    ``--no-console-log``). A bad option in pipe mode, or a run that cannot be created, still
-    passes the output through (recording nothing). The recorder's exceptions are reported
-    with ``em.handle_problem`` after the whole output went through.
-    """
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if early is None:
-        early = start_early(argv)  # pipe mode: the output flows from here on
-    args_in, command, problem = split_command(argv)
-    if problem:
-        _say(prog, problem)
-        return 2
-    parser = argparse.ArgumentParser(prog=f"{prog} run" if command else prog,
-                                     description=description)
-    add_run_arguments(parser)
-    if add_arguments is not None:
-        add_arguments(parser)
-    try:
-        args = parser.parse_args(args_in)
-    except SystemExit as exc:
-        if exc.code in (0, None) and early is None:
-            return 0
-        if command:
-            return 2  # nothing started yet: better not to start a training with a typo
-        _say(prog, "recording nothing; passing the output through")
-        if early is not None:
-            os.unlink(early.copy_path)
-            try:
-                return exit_code(_adopt(early).follow(None), child=False) or 2
-            finally:
-                os.close(early.copy_fd)
-        return pass_through_only(None) or 2
-
-    import em_core as em
-    from em_core._paths import run_parent_dir
-
-    if early is not None:
-        copy_fd, path = early.copy_fd, early.copy_path
-    else:
-        try:
-            copy_fd, path = open_copy(str(run_parent_dir()))
-        except OSError as exc:
-            _say(prog, f"cannot write the copy of the log ({exc}); recording nothing")
-            return pass_through_only(command)
-    copy_path: str | None = path
-    try:
-        try:  # the output flows from here on, whatever creating the run takes (git, ...)
-            pipe = _adopt(early) if early is not None else start_pass_through(copy_fd,
-                                                                              command=command)
-        except OSError as exc:
-            assert command is not None
-            _say(prog, f"cannot start {command[0]!r}: {exc}")
-            run = _create_run(em, args, command, hparams, prog)
-            if run is not None:
-                run.finish(em.Status.FAILED, error=f"cannot start {command[0]!r}: {exc}")
-            return 127
-        run = _create_run(em, args, command, hparams, prog)
-        recorder = None
-        if run is not None:
-            try:
-                recorder = make_recorder(run, args)
-            except (OSError, ValueError, TypeError, em.EmError) as exc:
-                _say(prog, f"cannot record the run ({exc}); recording nothing")
-                run.finish(em.Status.FAILED, error=f"em could not record the log: {exc}")
-                recorder = None
-        if recorder is not None and args.console_log and getattr(run, "local", None):
-            try:
-                os.replace(path, os.path.join(run.local, CONSOLE_LOG))
-                copy_path = None
-            except OSError as exc:
-                em.handle_problem(exc, key=f"{prog}-console-log")
-        if copy_path is not None:  # not kept: gone from the folder now, from disk when closed
-            os.unlink(copy_path)
-            copy_path = None
-        outcome = pipe.follow(recorder)
-    finally:
-        os.close(copy_fd)
-        if copy_path is not None:
-            os.unlink(copy_path)
-    if recorder is None:
-        return exit_code(outcome, child=command is not None)
-    try:
-        recorder.finish(signal=outcome.signal, returncode=outcome.returncode,
-                        error=outcome.error)
-    except Exception as exc:  # noqa: BLE001 - the training's own exit status comes first
-        em.handle_problem(exc, key=f"{prog}-finish")
-    if outcome.error is not None:
-        em.handle_problem(outcome.error, key=f"{prog}-parse")
-    return exit_code(outcome, child=command is not None)

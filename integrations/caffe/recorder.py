@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from typing import Any
 
 import em_core as em
 
-from ._events import (
+from ..logpipe.ending import ending
+from ..logpipe.values import OutputFiles
+from .events import (
     CaffeEvent,
     Failed,
     Finished,
@@ -19,14 +19,11 @@ from ._events import (
     TestResult,
     TrainIteration,
 )
-from ._parser import CaffeLogParser
-from ._prototxt import NET_DEFINITIONS
+from .parser import CaffeLogParser
+from .prototxt import NET_DEFINITIONS
 
 __all__ = ["CaffeRecorder"]
 
-
-# signals a program dies of by itself (a failed CHECK aborts), unlike SIGKILL/SIGTERM
-_CRASHES = frozenset({"SIGABRT", "SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL"})
 
 class CaffeRecorder:
     """Records what a :class:`CaffeLogParser` finds into an em run.
@@ -67,14 +64,13 @@ class CaffeRecorder:
         self.parser = parser if parser is not None else CaffeLogParser()
         self.hparams_from_log = hparams_from_log
         self.snapshot_root = snapshot_root
-        self.started = False  # a Solving line or an iteration was seen
         self.finished = False  # the last session ended with 'Optimization Done'
         self.stopped_early = False
         self.reasons: list[str] = []  # fatal messages of the current session
         self.last_iteration: int | None = None
-        self._artifact: Any = None
+        self._snapshots = OutputFiles(run, kind="snapshot", prog="em caffe",
+                                      description="Caffe snapshots", root=snapshot_root)
         self._pending: list[str] = []
-        self._refused: list[str] = []  # snapshot paths outside snapshot_root, not copied
         self._resumes: list[str] = []
         self._weights: dict[str, dict[str, float]] = {}
         self._weights_changed = False  # loss_weights to save (once per block, not per event)
@@ -112,7 +108,6 @@ class CaffeRecorder:
         if self._pending and not isinstance(event, Snapshot):
             self._add_snapshots()  # Caffe has moved on, so the files are written
         if isinstance(event, TrainIteration):  # most events: kept short
-            self.started = True
             self.last_iteration = event.iteration
             metrics: dict[str, float] = dict(event.outputs)
             if event.loss is not None:
@@ -123,8 +118,7 @@ class CaffeRecorder:
                 metrics["iter_per_s"] = event.iter_per_s
             if metrics:
                 self.run.log("train", metrics, event.iteration)
-            if event.weights and self._weights.get("train") != event.weights:
-                self._note_weights("train", event.weights)
+            self._note_weights("train", event.weights)
         elif isinstance(event, TestResult):
             self.last_iteration = event.iteration
             if event.outputs:
@@ -133,8 +127,12 @@ class CaffeRecorder:
                 self._note_weights("test", event.weights)
         elif isinstance(event, Snapshot):
             self._pending.append(event.path)
-        elif isinstance(event, Solving):
-            self.started = True
+        else:
+            self._milestone(event)
+
+    def _milestone(self, event: CaffeEvent) -> None:
+        """A session's start and end, a resume, the solver parameters."""
+        if isinstance(event, Solving):
             self.finished = False
             self.reasons = []
             if event.net_name and "net_name" not in self.run.hparams:
@@ -167,69 +165,29 @@ class CaffeRecorder:
 
     def _add_snapshots(self) -> None:
         pending, self._pending = self._pending, []
-        if isinstance(self.run, em.NoOpRun):
-            return
-        root = os.path.realpath(self.snapshot_root or os.getcwd())
-        for path in pending:
-            full = os.path.realpath(os.path.join(root, path))
-            if os.path.commonpath([root, full]) != root:
-                self._refuse(path, root)
-                continue
-            if not os.path.isfile(full):
-                continue
-            try:
-                if self._artifact is None:
-                    self._artifact = em.create_artifact(f"{self.run.name}-snapshots",
-                                                        description="Caffe snapshots")
-                    self.run.mark_output(self._artifact)
-                self._artifact.add_file(full)
-            except (OSError, em.EmError, ValueError) as exc:
-                em.handle_problem(exc, key=f"caffe-snapshot:{type(exc).__name__}")
-
-    def _refuse(self, path: str, root: str) -> None:
-        # The log is data, not the user's word: a path outside the root is never read.
-        if path in self._refused:
-            return
-        self._refused.append(path)
-        sys.stderr.write(f"em caffe: snapshot {path!r} is outside {root!r}; not copied\n")
-        self.run.hparams["snapshots_refused"] = list(self._refused)
+        self._snapshots.add(pending)
 
     @property
     def artifact(self) -> Any:
         """The snapshots artifact, once a snapshot file was added (else None)."""
-        return self._artifact
+        return self._snapshots.artifact
 
     # ------------------------------------------------------------ the end
-    def outcome(self, *, signal: str | None = None,
-                returncode: int | None = None) -> tuple[em.Status, str | None]:
-        """The status the run ends with, and the reason when it is not ``Complete``."""
-        if signal is not None:
-            what = "stdout was closed" if signal == "SIGPIPE" else f"em received {signal}"
-            return em.Status.KILLED, what
-        if returncode is not None and returncode < 0:
-            import signal as _signal
-
-            try:
-                name = _signal.Signals(-returncode).name
-            except ValueError:
-                name = f"signal {-returncode}"
-            if self.reasons or name in _CRASHES:  # glog's fatal path ends in abort()
-                return em.Status.FAILED, "; ".join([*self.reasons, f"caffe died of {name}"])
-            return em.Status.KILLED, f"caffe was killed by {name}"
-        if self.finished:
-            if returncode:
-                return em.Status.FAILED, f"caffe exited with status {returncode}"
-            if self.stopped_early:  # Caffe's answer to SIGINT/SIGHUP: snapshot, then stop
-                return em.Status.KILLED, "caffe stopped early ('Optimization stopped early')"
-            return em.Status.COMPLETE, None
-        if self.reasons:
-            return em.Status.FAILED, "; ".join(self.reasons)
+    def outcome(self, *, signal: str | None = None, returncode: int | None = None,
+                error: BaseException | None = None) -> tuple[em.Status, str | None]:
+        """The status the run ends with, and the reason when it is not ``Complete``: the
+        shared mapping of :func:`integrations.logpipe.ending.ending`, with Caffe's own end
+        marker ('Optimization Done') and its answer to SIGINT/SIGHUP ('Optimization stopped
+        early': Killed)."""
         where = (f" (last iteration {self.last_iteration})" if self.last_iteration is not None
                  else " (no iteration was logged)")
-        if returncode:
-            return em.Status.FAILED, (f"caffe exited with status {returncode} before "
-                                      f"'Optimization Done'{where}")
-        return em.Status.FAILED, f"the log ended before 'Optimization Done'{where}"
+        return ending(prog="caffe", signal=signal, returncode=returncode,
+                      failures=() if self.finished else self.reasons,
+                      stopped=("caffe stopped early ('Optimization stopped early')"
+                               if self.finished and self.stopped_early else None),
+                      unfinished=(None if self.finished
+                                  else f"before 'Optimization Done'{where}"),
+                      error=error)
 
     def finish(self, *, signal: str | None = None, returncode: int | None = None,
                error: BaseException | None = None) -> em.Status:
@@ -237,8 +195,6 @@ class CaffeRecorder:
         try:
             self.close()
         finally:
-            status, reason = self.outcome(signal=signal, returncode=returncode)
-            if error is not None:
-                status, reason = em.Status.FAILED, f"em could not read the log: {error!r}"
+            status, reason = self.outcome(signal=signal, returncode=returncode, error=error)
             self.run.finish(status, error=reason)
         return status

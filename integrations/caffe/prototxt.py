@@ -97,7 +97,7 @@ def _tokenize(text: str, source: str) -> list[tuple[str, str, int]]:
     return tokens
 
 
-def parse_prototxt(text: str, *, source: str = "<string>") -> dict[str, Any]:
+def parse_prototxt(text: str, *, source: str = "<string>") -> dict[str, Any]:  # noqa: C901 - one tokenizer loop with its cursor; split, each piece would carry the whole state
     """Parse Protocol Buffers text format into nested dicts.
 
     Args:
@@ -205,6 +205,22 @@ def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
+def _layer_batch_size(layer: dict[str, Any]) -> int | None:
+    """The batch size of one data layer, or None."""
+    for key in _DATA_PARAMS:
+        param = layer.get(key)
+        if isinstance(param, dict) and isinstance(param.get("batch_size"), int):
+            return int(param["batch_size"])
+    for key in ("dummy_data_param", "input_param"):
+        param = layer.get(key)
+        shape = _as_list(param.get("shape")) if isinstance(param, dict) else []
+        if shape and isinstance(shape[0], dict):
+            dims = _as_list(shape[0].get("dim"))
+            if dims and isinstance(dims[0], int):
+                return int(dims[0])
+    return None
+
+
 def batch_sizes(net: dict[str, Any]) -> dict[str, int]:
     """Batch sizes of a net's data layers, keyed ``'train'``/``'test'`` by their phase.
 
@@ -214,23 +230,7 @@ def batch_sizes(net: dict[str, Any]) -> dict[str, int]:
     """
     found: dict[str, int] = {}
     for layer in _as_list(net.get("layer")) + _as_list(net.get("layers")):
-        if not isinstance(layer, dict):
-            continue
-        size = None
-        for key in _DATA_PARAMS:
-            param = layer.get(key)
-            if isinstance(param, dict) and isinstance(param.get("batch_size"), int):
-                size = param["batch_size"]
-                break
-        if size is None:
-            for key in ("dummy_data_param", "input_param"):
-                param = layer.get(key)
-                shape = _as_list(param.get("shape")) if isinstance(param, dict) else []
-                if shape and isinstance(shape[0], dict):
-                    dims = _as_list(shape[0].get("dim"))
-                    if dims and isinstance(dims[0], int):
-                        size = dims[0]
-                        break
+        size = _layer_batch_size(layer) if isinstance(layer, dict) else None
         if size is None:
             continue
         phases = [inc.get("phase") for inc in _as_list(layer.get("include"))

@@ -7,20 +7,22 @@ Usage::
 
 Every byte of the log reaches stdout unchanged and as soon as it arrives. A problem in em
 (a bad option, a solver file that does not parse, a full disk) is reported on stderr and
-the log still passes through.
+the log still passes through. This module is the ``em.commands`` entry point: it loads
+nothing but the pass-through (:func:`~integrations.logpipe.passthrough.start_early`) before
+the log flows; the parser, em and the run come after.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
-from collections.abc import Sequence
-from typing import Any
 
-from .._logstream import command_main
-from .._passthrough import Early
-from ._parser import CaffeLogParser
-from ._prototxt import PrototxtError, solver_hparams
+from ..logpipe.passthrough import Early, start_early
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
+    from typing import Any
 
 __all__ = ["main"]
 
@@ -47,6 +49,8 @@ def _solver_from_command(command: Sequence[str]) -> str | None:
 
 
 def _hparams(args: argparse.Namespace, command: list[str] | None) -> dict[str, Any]:
+    from .prototxt import PrototxtError, solver_hparams
+
     solver = args.solver or (_solver_from_command(command) if command else None)
     if not solver:
         return {}
@@ -58,7 +62,8 @@ def _hparams(args: argparse.Namespace, command: list[str] | None) -> dict[str, A
 
 
 def _recorder(run: Any, args: argparse.Namespace) -> Any:
-    from ._record import CaffeRecorder
+    from .parser import CaffeLogParser
+    from .recorder import CaffeRecorder
 
     parser = CaffeLogParser(year=args.year, wrap_width=args.wrap_width or None)
     return CaffeRecorder(run, parser=parser)
@@ -69,12 +74,16 @@ def main(argv: Sequence[str] | None = None, *, early: Early | None = None) -> in
 
     Args:
         argv: The arguments after ``em caffe`` (default: ``sys.argv[1:]``).
-        early: The pass-through, when the caller started it already (``em caffe``).
+        early: The pass-through, when the caller started it already.
 
     Returns:
         Pipe mode: 0, or 130/143 after SIGINT/SIGTERM, 141 when stdout was closed, 2 for
         bad options. ``run`` mode: Caffe's exit status (128+N when killed by signal N).
     """
+    if early is None:
+        early = start_early(argv)  # pipe mode: the log flows before the rest is loaded
+    from ..logpipe.command import command_main
+
     return command_main(
         argv, prog="em caffe",
         description="Record a Caffe training run from its log; the log passes through to "

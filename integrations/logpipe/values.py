@@ -1,0 +1,90 @@
+"""What the log parsers and recorders of ``em caffe`` and ``em mxnet`` share: numbers as
+training logs print them, and the files a log names (snapshots, checkpoints) copied into
+an output artifact of the run."""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from typing import Any
+
+__all__ = ["OutputFiles", "parse_number"]
+
+
+def parse_number(text: str) -> float | None:
+    """A number as training logs print it, with the nan/inf spellings of glibc (``nan``,
+    ``-nan``, ``inf``) and MSVC (``1.#QNAN``, ``1.#IND``, ``-1.#INF``); None otherwise.
+
+    Example:
+        >>> parse_number("1.#QNAN"), parse_number("-inf"), parse_number("0.5,")
+        (nan, -inf, None)
+    """
+    try:
+        return float(text)
+    except ValueError:
+        upper = text.upper()
+        if "NAN" in upper or "#IND" in upper:
+            return math.nan
+        if "INF" in upper:
+            return -math.inf if upper.startswith("-") else math.inf
+        return None
+
+
+class OutputFiles:
+    """Files a training log names (Caffe snapshots, MXNet checkpoints), copied into one output
+    artifact of the run, ``<run name>-<kind>s``, created with the first file.
+
+    The log is data, not the user's word: only a file under ``root`` (default: the working
+    directory, the training's when it runs beside em) once links and ``..`` are resolved is
+    read. A path outside it (``/etc/shadow``, ``../x``, a link leading out) is named once on
+    stderr and listed in the run's ``<kind>s_refused`` hyperparameter; a path that is not
+    (yet) a file is skipped. Nothing is written for an ``em.NoOpRun`` (ranks above 0).
+
+    Args:
+        run: The run the artifact is an output of.
+        kind: 'snapshot', 'checkpoint': names the artifact, the hyperparameter and messages.
+        prog: The command, for messages ('em caffe').
+        description: The artifact's description.
+        root: The only folder files are read from; relative paths are resolved against it.
+    """
+
+    def __init__(self, run: Any, *, kind: str, prog: str, description: str,
+                 root: str | None = None) -> None:
+        self.run = run
+        self.kind = kind
+        self.prog = prog
+        self.description = description
+        self.root = root
+        self.artifact: Any = None
+        self.refused: list[str] = []
+
+    def add(self, paths: list[str]) -> None:
+        """Copy the files at ``paths`` (as the log names them) into the artifact."""
+        import em_core as em
+
+        if not paths or isinstance(self.run, em.NoOpRun):
+            return
+        root = os.path.realpath(self.root or os.getcwd())
+        for path in paths:
+            full = os.path.realpath(os.path.join(root, path))
+            if os.path.commonpath([root, full]) != root:
+                self._refuse(path, root)
+                continue
+            if not os.path.isfile(full):
+                continue
+            try:
+                if self.artifact is None:
+                    self.artifact = em.create_artifact(f"{self.run.name}-{self.kind}s",
+                                                       description=self.description)
+                    self.run.mark_output(self.artifact)
+                self.artifact.add_file(full)
+            except (OSError, em.EmError, ValueError) as exc:
+                em.handle_problem(exc, key=f"{self.prog}-{self.kind}:{type(exc).__name__}")
+
+    def _refuse(self, path: str, root: str) -> None:
+        if path in self.refused:
+            return
+        self.refused.append(path)
+        sys.stderr.write(f"{self.prog}: {self.kind} {path!r} is outside {root!r}; not copied\n")
+        self.run.hparams[f"{self.kind}s_refused"] = list(self.refused)

@@ -1,0 +1,457 @@
+"""MXNet and GluonCV training logs to events: a line parser that needs neither MXNet nor em.
+
+It understands what MXNet and GluonCV scripts print: Speedometer batch lines (``Epoch[0]
+Batch [50]\tSpeed: 707.55 samples/sec\tTrain-accuracy=0.19``, ``Batch [0-20]``,
+``Batch[100]``, ``Loss[6.968]``), ``Epoch[N] Train-``/``Validation-``/``Time cost=`` lines,
+GluonCV ``[Epoch N] ...`` lines, argparse ``Namespace(...)`` lines (hyperparameters),
+``Saved checkpoint to ...`` and Horovod/MPI ``[1,0]<stderr>:`` prefixes (ranks other than 0
+are ignored).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from functools import lru_cache
+from typing import Any
+
+from ..logpipe.values import parse_number as _number
+from .events import (
+    BatchLog,
+    Checkpoint,
+    Crash,
+    EpochLog,
+    GluonEpochLog,
+    MXNetEvent,
+    Rewind,
+    Start,
+    TrainingStart,
+)
+
+__all__ = ["EPOCH_LINES", "MXNetLogParser"]
+
+_MPI = re.compile(r"\[\d+,(\d+)\]<std\w+>:")
+_EPOCH = re.compile(r"Epoch\[(\d+)\]")
+_RANK = re.compile(r"Rank\[(\d+)\]")
+_BATCH = re.compile(r"Batch ?\[(?:\d+-)?(\d+)\]")
+_BRACKET = re.compile(r"([A-Za-z_][\w-]*)\[([^\]]+)\]")
+_SPEED = re.compile(r"[Ss]peed: ?([^\s]+) samples/sec")
+_TIME_COST = re.compile(r"[Tt]ime cost[=:] ?([^\s,]+)")
+_GLUON = re.compile(r"\[Epoch (\d+)\]\s*(.*)$")
+# GluonCV detection scripts: '[Epoch 0][Batch 99], Speed: 9.1 samples/sec, CrossEntropy=1.2, ...'
+_GLUON_BATCH = re.compile(r"\[Epoch (\d+)\]\s*\[Batch (\d+)\]\s*,?(.*)$")
+_GLUON_LR = re.compile(r"\bLR: ?([^\s,]+)")
+_GLUON_TIME = re.compile(r"\btime: ?([^\s,]+)")
+_CHECKPOINT = re.compile(r"Saved checkpoint to \"?(.+?)\"?\s*$")
+_NOT_METRICS = frozenset({"Epoch", "Batch", "Rank"})
+# feed_bytes runs one regular expression over a whole block: Python code per line costs more
+# than the events. A match starts at the '\n' before a line with 'Epoch' (sre searches for a
+# literal far faster than it tries '^' at every character); other lines are skipped in C.
+# The usual lines are taken apart, each into what _line would make of it: rank 0 or no MPI
+# prefix, 'Epoch[N]' (group 1) at the line's first 'E' (the lookahead keeps '[^E]*' in the
+# line), optional ' Rank[0]', then
+# * a batch: 'Batch [k]' (2), Speedometer speed (3), then 'Loss[x]' (4), or three or more
+#   tab-separated tokens (5, for _batch_metrics), or one or two 'name=value' (6-9: ASCII,
+#   so that str.split() cuts the same tokens; 'Train-' dropped, which for two names is the
+#   same before or after they are de-duplicated), or nothing;
+# * or one 'Train-'/'Validation-' (10) metric (11, 12), 'Time cost=' (13), Speedometer
+#   speed (14) or 'Resetting Data Iterator' (no event).
+# Values are taken where float() reads them (feed_bytes hands the line to _line on
+# ValueError); any other line with 'Epoch' is group 15, for _line. Lines with one of
+# _RARE_WORDS are cut out beforehand: an alternation of words is tried at every character.
+_NAME = r"[!-9;<>-Z\\-~]+"  # printable ASCII but ' ', ':', '=', '['
+_VALUE = r"[-+.0-9A-Za-z_]+"  # what float() may read, and no whitespace
+EPOCH_LINES = re.compile(r"""
+    \n(?=.*Epoch)(?:
+        (?:\[\d+,0\]<std\w+>:|(?!\[\d+,\d+\]<std\w+>:))
+        [^E]*Epoch\[([0-9]+)\](?:\ Rank\[0\]|)
+        (?:
+            \ Batch\ ?\[(?:[0-9]+-|)([0-9]+)\]
+            (?:\tSpeed:\ (VALUE)\ samples/sec|)
+            (?:\ Loss\[([^\t\n\ \]]+)\]
+              | (\t[^\t\n]*\t[^\t\n]*\t.*)
+              | \t(?!Train-=)(?:Train-)?(NAME)=(VALUE)
+                (?:\t(?!Train-=)(?:Train-)?(NAME)=(VALUE)|)
+              |
+            )
+          | [\ \t](?:(Validation-)|(?!Validation-|Train-=)(?:Train-)?)(NAME)=(VALUE)
+          | \ Time\ cost=(VALUE)
+          | \tSpeed:\ (VALUE)\ samples/sec
+          | \ Resetting\ Data\ Iterator
+        )$
+      | (.*)
+    )""".replace("NAME", _NAME).replace("VALUE", _VALUE), re.MULTILINE | re.VERBOSE)
+# What makes _line look at a line without 'Epoch' (a few lines per run or epoch)
+_RARE_WORDS = ("Namespace(", "Saved checkpoint", "Traceback", "Start training",
+               "Segmentation fault", "terminate called after")
+
+
+def _pairs(text: str, into: dict[str, float]) -> None:
+    # split + partition, not a regex: lines with dozens of metrics stay linear in length,
+    # and a regular expression tried at every position of a long line costs more (so do
+    # map()/methodcaller/zip pipelines: measured)
+    look = "[" in text or ":" in text  # else no name needs a look
+    for token in text.split():
+        name, eq, raw = token.partition("=")
+        if eq and name and not (look and ("[" in name or ":" in name)):
+            try:
+                into[name] = float(raw)
+            except ValueError:
+                value = _number(raw.rstrip(","))
+                if value is not None:
+                    into[name] = value
+
+
+def _rare_lines(text: str) -> list[int]:
+    """Where the lines of ``text`` (``'\\n'``-led) with one of :data:`_RARE_WORDS` begin (at
+    their ``'\\n'``), in order, then ``len(text)``."""
+    starts: set[int] = set()
+    for word in _RARE_WORDS:
+        at = text.find(word)
+        while at >= 0:
+            starts.add(text.rfind("\n", 0, at))
+            end = text.find("\n", at)
+            at = text.find(word, end) if end >= 0 else -1
+    return [*sorted(starts), len(text)]
+
+
+def _batch_metrics(tail: str) -> dict[str, float]:
+    """The metrics after ``Batch [k]``: ``Name[value]`` and ``name=value`` (``Train-`` dropped)."""
+    metrics: dict[str, float] = {}
+    if "[" in tail:
+        for name, raw in _BRACKET.findall(tail):
+            if name not in _NOT_METRICS:
+                value = _number(raw)
+                if value is not None:
+                    metrics[name.lower() if name == "Loss" else name] = value
+    if "Train-" in tail:  # names de-duplicated as printed, then the prefix dropped
+        found: dict[str, float] = {}
+        _pairs(tail, found)
+        for name, value in found.items():
+            metrics[name[6:] if name.startswith("Train-") else name] = value
+    else:
+        _pairs(tail, metrics)
+    return metrics
+
+
+_TOKEN = re.compile(f"({_NAME})=({_VALUE})")
+
+
+@lru_cache(maxsize=64)
+def _layout(names: tuple[str, ...]) -> tuple[re.Pattern[str], tuple[str, ...]] | None:
+    """For batch lines whose tokens are ``\\tNAME=VALUE`` with these names in this order: a
+    pattern that takes such a tail apart (a group per value) and the metric names (``Train-``
+    dropped); None where that would not give what :func:`_batch_metrics` gives (names
+    repeated before or after the prefix is dropped)."""
+    out = tuple(n[6:] if n.startswith("Train-") else n for n in names)
+    if len(set(names)) != len(names) or len(set(out)) != len(out):
+        return None
+    return re.compile("".join(f"\t{re.escape(n)}=({_VALUE})" for n in names)), out
+
+
+def _layout_of(tokens: str) -> tuple[re.Pattern[str], tuple[str, ...]] | None:
+    """The :func:`_layout` of a batch line's tokens (``'\\ta=1\\tb=2...'``), if they are all
+    ``NAME=VALUE``."""
+    names = []
+    for token in tokens[1:].split("\t"):
+        m = _TOKEN.fullmatch(token)
+        if m is None:
+            return None
+        names.append(m.group(1))
+    return _layout(tuple(names))
+
+
+def _namespace(text: str) -> dict[str, Any]:
+    """The literal keyword values of a printed ``Namespace(...)``; others are skipped."""
+    start = text.find("Namespace(")
+    try:
+        call = ast.parse(text[start:].strip(), mode="eval").body
+    except SyntaxError:
+        return {}
+    out: dict[str, Any] = {}
+    for kw in getattr(call, "keywords", []):
+        try:
+            out[kw.arg] = ast.literal_eval(kw.value)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            continue
+    return out
+
+
+class MXNetLogParser:
+    """A line parser for MXNet / GluonCV training logs; returns events per line.
+
+    Besides what each line says, it tells where the log goes back (:class:`Rewind`: an
+    earlier epoch or batch than the last report, as when a script restarts into the same
+    log) and the line numbers of training starts.
+
+    Example:
+        >>> MXNetLogParser().feed("INFO:root:Epoch[0] Batch [50]\\tSpeed: 707.55 samples/sec"
+        ...                        "\\tTrain-accuracy=0.198750")
+        [BatchLog(epoch=0, batch=50, metrics={'accuracy': 0.19875}, speed=707.55, time_cost=None)]
+    """
+
+    def __init__(self) -> None:
+        self.lines = 0
+        self._traceback = False  # inside a Python traceback: its last line says why
+        # the last report: epoch, batch (-1: an epoch line) and the names reported for it
+        self._epoch = -1
+        self._batch = -1
+        self._names: dict[str, float] = {}
+        # the batch tails of the last lines, taken apart at once (see _layout)
+        self._tail_layout: tuple[re.Pattern[str], tuple[str, ...]] | None = None
+        # where line numbers come from: the text being parsed (None: feed()'s one line),
+        # the number of its first line, the '\n' of the line being read, a count cached
+        self._text: str | None = None
+        self._first = 1
+        self._pos = 0
+        self._counted = (0, 0)
+
+    def feed(self, line: str | bytes) -> list[MXNetEvent]:
+        """Parse one line; returns its events (at most two: a :class:`Rewind` first)."""
+        if isinstance(line, bytes):
+            line = line.decode("utf-8", "replace")
+        out: list[MXNetEvent] = []
+        self._text = None
+        self._line(line.rstrip("\r\n"), out)
+        self.lines += 1
+        return out
+
+    def feed_bytes(self, block: bytes) -> list[MXNetEvent]:
+        """Parse a block of whole lines (the pipe's fast path)."""
+        text = block.decode("utf-8", "replace")
+        if "\r" in text:
+            text = text.replace("\r\n", "\n")
+        if not text:
+            return []
+        self._first = self.lines + 1
+        self.lines += text.count("\n") + (text[-1] != "\n")
+        # a '\n' before every line, none after the last: where EPOCH_LINES's matches start
+        text = "\n" + (text[:-1] if text[-1] == "\n" else text)
+        self._text, self._counted = text, (0, 0)
+        out: list[MXNetEvent] = []
+        stops = iter(_rare_lines(text))  # the lines EPOCH_LINES must not see, then the end
+        stop = next(stops)
+        pos = 0  # the '\n' before the next line
+        while pos < len(text):
+            if self._traceback or pos == stop:  # a line for _line alone
+                end = text.find("\n", pos + 1)
+                if end < 0:
+                    end = len(text)
+                self._pos = pos
+                self._line(text[pos + 1:end], out)
+                pos = end
+                while stop < pos:
+                    stop = next(stops)
+                continue
+            self._matches(text, pos, stop, out)
+            pos = stop
+        self._text = None
+        return out
+
+    def _matches(self, text: str, pos: int, stop: int, out: list[MXNetEvent]) -> None:  # noqa: C901 - the per-line loop of the fast path, inlined: a call per line costs more than the line
+        """The lines of ``text[pos:stop]`` with 'Epoch' (see EPOCH_LINES), in the usual forms
+        here, others by :meth:`_line`."""
+        new_tuple = tuple.__new__  # BatchLog(...) without its Python-level __new__
+        for m in EPOCH_LINES.finditer(text, pos, stop):
+            (epoch, batch, speed, loss, tokens, n1, v1, n2, v2, val, name, value, tc,
+             epoch_speed, line) = m.groups()
+            if line is None:
+                try:
+                    if batch is None:  # an epoch line
+                        e = int(epoch)
+                        if e != self._epoch:
+                            self._order(e, None, {}, m.start(), out)
+                        if name is not None:
+                            out.append(EpochLog(e, {}, {name: float(value)}) if val
+                                       else EpochLog(e, {name: float(value)}))
+                        elif tc is not None:
+                            out.append(EpochLog(e, time_cost=float(tc)))
+                        elif epoch_speed is not None:
+                            out.append(EpochLog(e, speed=float(epoch_speed)))
+                        continue
+                    if n1 is not None:
+                        metrics = ({n1: float(v1)} if n2 is None
+                                   else {n1: float(v1), n2: float(v2)})
+                    elif loss is not None:
+                        metrics = {"loss": float(loss)}
+                    elif tokens is None:
+                        metrics = {}
+                    elif " " in tokens or "[" in tokens or ":" in tokens:
+                        metrics = None  # maybe a 'Rank[', 'ime cost' or 'peed:' (_epoch_line's)
+                    else:
+                        metrics = self._tail(tokens)
+                    if metrics is not None:
+                        e, k = int(epoch), int(batch)
+                        if e == self._epoch and k > self._batch:  # nearly always
+                            self._batch, self._names = k, metrics
+                        else:
+                            self._order(e, k, metrics, m.start(), out)
+                        out.append(new_tuple(BatchLog, (
+                            e, k, metrics, None if speed is None else float(speed), None)))
+                        continue
+                except ValueError:  # a value float() does not read: _line decides
+                    pass
+            self._pos = m.start()
+            self._line(m.group()[1:], out)
+
+    def _tail(self, tokens: str) -> dict[str, float]:
+        """:func:`_batch_metrics` of ``tokens``, by the last lines' layout when it fits."""
+        layout = self._tail_layout
+        if layout is not None:
+            m = layout[0].fullmatch(tokens)
+            if m is not None:
+                try:
+                    return dict(zip(layout[1], map(float, m.groups())))
+                except ValueError:  # a value float() does not read: the general code
+                    pass
+        metrics = _batch_metrics(tokens)
+        self._tail_layout = _layout_of(tokens)
+        return metrics
+
+    def _line_number(self) -> int:
+        """The number of the line being read (1-based)."""
+        text = self._text
+        if text is None:
+            return self.lines + 1
+        at, n = self._counted
+        if self._pos < at:
+            at, n = 0, 0
+        n += text.count("\n", at, self._pos)
+        self._counted = (self._pos, n)
+        return self._first + n
+
+    def _order(self, epoch: int, batch: int | None, metrics: dict[str, float], pos: int,
+               out: list[MXNetEvent]) -> None:
+        """A report of ``epoch`` (and ``batch``; None for an epoch line) at the line whose
+        '\n' is at ``pos``: a :class:`Rewind` first if it goes back."""
+        if batch is None:
+            back = epoch < self._epoch
+            batch_now = -1
+        else:
+            back = (epoch, batch) < (self._epoch, self._batch)
+            batch_now = batch
+            if (epoch, batch) == (self._epoch, self._batch):
+                # one batch reported on two lines (Horovod scripts print its loss and its
+                # metrics apart); a name reported again means it was trained again
+                back = not self._names.keys().isdisjoint(metrics)
+                if not back:
+                    self._names = {**self._names, **metrics}
+                    return
+        if back:
+            self._pos = pos
+            out.append(Rewind(self._line_number(), epoch, batch))
+        self._epoch, self._batch, self._names = epoch, batch_now, metrics
+
+    def _line(self, line: str, out: list[MXNetEvent]) -> None:  # noqa: C901 - one dispatch on what a line is; each branch is a few lines
+        if self._traceback:
+            if line[:1] not in (" ", "\t", ""):
+                self._traceback = False
+                out.append(Crash(line.strip()))
+            return
+        if line.startswith("Traceback (most recent call last)"):
+            self._traceback = True
+            return
+        if line[:1] == "[":
+            mpi = _MPI.match(line)
+            if mpi is not None:
+                if mpi.group(1) != "0":
+                    return  # only rank 0 speaks for the run
+                line = line[mpi.end():]
+        m = _EPOCH.search(line)
+        if m is not None:
+            rest = line[m.end():]
+            rank = _RANK.search(rest) if "Rank[" in rest else None
+            if rank is not None:
+                if rank.group(1) != "0":
+                    return
+                rest = rest[:rank.start()] + rest[rank.end():]
+            self._epoch_line(int(m.group(1)), rest, out)
+        elif "[Epoch " in line:
+            self._gluon_line(line, out)
+        elif "Namespace(" in line:
+            out.append(Start(_namespace(line), self._line_number()))
+        elif "Saved checkpoint" in line:
+            c = _CHECKPOINT.search(line)
+            if c is not None:
+                out.append(Checkpoint(c.group(1)))
+        elif "Start training" in line:
+            out.append(TrainingStart(self._line_number()))
+        elif ("Segmentation fault" in line and ":" in line) or line.startswith(
+                "terminate called after"):
+            out.append(Crash(line.strip()))
+
+    def _epoch_line(self, epoch: int, rest: str, out: list[MXNetEvent]) -> None:
+        speed = _SPEED.search(rest) if "peed:" in rest else None  # cheap tests first: long
+        tc = _TIME_COST.search(rest) if "ime cost" in rest else None  # lines, many metrics
+        time_cost = _number(tc.group(1)) if tc else None
+        if tc is not None:
+            rest = rest[:tc.start()] + rest[tc.end():]
+        b = _BATCH.search(rest)
+        if b is not None:
+            metrics = _batch_metrics(rest[b.end():])
+            batch = int(b.group(1))
+            self._order(epoch, batch, metrics, self._pos, out)
+            out.append(BatchLog(epoch, batch, metrics,
+                                _number(speed.group(1)) if speed else None, time_cost))
+            return
+        found: dict[str, float] = {}
+        _pairs(rest, found)
+        ep = EpochLog(epoch, time_cost=time_cost,
+                      speed=_number(speed.group(1)) if speed else None)
+        for name, value in found.items():
+            if name.startswith("Validation-"):
+                ep.val[name[11:]] = value
+            else:
+                ep.train[name[6:] if name.startswith("Train-") else name] = value
+        if epoch != self._epoch:
+            self._order(epoch, None, {}, self._pos, out)
+        if ep.train or ep.val or ep.time_cost is not None or ep.speed is not None:
+            out.append(ep)
+
+    def _gluon_line(self, line: str, out: list[MXNetEvent]) -> None:
+        """A GluonCV ``[Epoch N]`` line: a batch report if ``[Batch k]`` follows."""
+        if "][Batch " in line or "] [Batch " in line:
+            b = _GLUON_BATCH.search(line)
+            if b is not None:
+                self._gluon_batch(int(b.group(1)), int(b.group(2)), b.group(3), out)
+                return
+        g = _GLUON.search(line)
+        if g is not None:
+            self._gluon(int(g.group(1)), g.group(2), out)
+
+    def _gluon_batch(self, epoch: int, batch: int, rest: str, out: list[MXNetEvent]) -> None:
+        """``[Epoch N][Batch k], Speed: s samples/sec, LR: r, name=value, ...``."""
+        speed = _SPEED.search(rest) if "peed:" in rest else None
+        metrics: dict[str, float] = {}
+        lr = _GLUON_LR.search(rest) if "LR:" in rest else None
+        if lr is not None:
+            value = _number(lr.group(1))
+            if value is not None:
+                metrics["lr"] = value
+        _pairs(rest.replace(",", " "), metrics)
+        self._order(epoch, batch, metrics, self._pos, out)
+        out.append(BatchLog(epoch, batch, metrics, _number(speed.group(1)) if speed else None))
+
+    def _gluon(self, epoch: int, rest: str, out: list[MXNetEvent]) -> None:
+        if epoch != self._epoch:
+            self._order(epoch, None, {}, self._pos, out)
+        ev = GluonEpochLog(epoch)
+        speed = _SPEED.search(rest) if "peed:" in rest else None  # cheap tests first
+        if speed is not None:
+            ev.speed = _number(speed.group(1))
+        tc = ((_TIME_COST.search(rest) if "ime cost" in rest else None)
+              or (_GLUON_TIME.search(rest) if "time:" in rest else None))
+        if tc is not None:
+            ev.time_cost = _number(tc.group(1))
+        found: dict[str, float] = {}
+        _pairs(rest, found)
+        low = rest.lstrip().lower()
+        if low.startswith(("validation", "val:", "val ")):
+            ev.val.update(found)
+        elif low.startswith(("training", "train:", "train ")):
+            ev.train.update(found)
+        else:  # 'train=0.46 val=0.55 loss=1.45': one line for both, names kept as printed
+            for name, value in found.items():
+                (ev.val if name in ("val", "validation") else ev.train)[name] = value
+        out.append(ev)
+
