@@ -119,7 +119,8 @@ def create_app() -> FastAPI:
 
     @app.get("/api/v1/whoami")
     def whoami(user: User = Depends(authenticate)) -> dict[str, Any]:
-        return {"user": user.name, "key_id": user.key_id, "local": local_mode()}
+        return {"user": user.name, "key_id": user.key_id, "local": local_mode(),
+                "home": f"/{user.name}"}  # where the console's run list starts
 
     def openapi() -> dict[str, Any]:
         # our 4xx bodies are {"detail": "<message>"}, also for validation errors

@@ -55,6 +55,12 @@ def _loopback(host: str) -> bool:
         return False
 
 
+def _has_display() -> bool:
+    # without one, webbrowser falls back to text browsers (lynx, w3m) that take the terminal
+    return sys.platform in ("darwin", "win32") or bool(
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
 def find_dirs(top: Path) -> tuple[list[Path], list[Path]]:
     """(run directories, artifact directories) under ``top``; never looks inside one."""
     runs, arts = [], []
@@ -164,21 +170,28 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 "directory: no server, no upload, no sign-in.")
     p.add_argument("dir", nargs="?", default=".em",
                    help="the directory with runs and artifacts (default: ./.em)")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (loopback only)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (loopback only, unless --allow-remote)")
+    p.add_argument("--allow-remote", action="store_true", help="allow a --host beyond "
+                   "loopback: anyone who reaches it reads every run in DIR (no sign-in)")
     p.add_argument("--port", type=int, default=8746, help="port (another when taken)")
     p.add_argument("--data", default=None, help="where the console keeps its database "
                    "(default: a cache directory for DIR)")
-    p.add_argument("--open", action="store_true", help="open the console in a browser")
+    p.add_argument("--no-browser", action="store_true", help="do not open the console in a "
+                   "browser (it opens only where there is a graphical display anyway)")
     args = p.parse_args(argv)
     top = Path(args.dir).resolve()
     if not top.is_dir():
         print(f"em ui: no such directory: {str(top)!r}", file=sys.stderr)
         return 2
-    if not _loopback(args.host):
+    if not _loopback(args.host) and not args.allow_remote:
         print(f"em ui: refusing to bind {args.host!r}: the console has no sign-in in this "
-              "mode, so it listens on loopback only (127.0.0.1, ::1 or localhost)",
-              file=sys.stderr)
+              "mode, so it listens on loopback only (127.0.0.1, ::1 or localhost) unless "
+              "given --allow-remote", file=sys.stderr)
         return 2
+    if not _loopback(args.host):
+        print(f"em ui: warning: listening on {args.host!r} with no sign-in: whoever reaches "
+              "it reads every run in the directory", file=sys.stderr)
     data = Path(args.data).resolve() if args.data else _cache_dir(top)
     data.mkdir(parents=True, exist_ok=True)
     os.environ["EM_SERVER_LOCAL"] = "1"
@@ -202,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if server.started:
             mirror.start()
             print(f"em ui: {url} (runs in {top})", flush=True)
-            if args.open:
+            if not args.no_browser and _has_display():
                 import webbrowser
 
                 webbrowser.open(url)

@@ -35,7 +35,8 @@ def test_sign_in_sets_a_strict_httponly_cookie_and_csrf_guards_changes(
         csrf_h = next(h for h in cookies if h.startswith("em_csrf="))
         assert "HttpOnly" not in csrf_h
         assert alice not in " ".join(cookies)  # the key itself is never the cookie
-        assert c.get("/api/v1/whoami").json()["user"] == "alice"
+        me = c.get("/api/v1/whoami").json()
+        assert me["user"] == "alice" and me["home"] == "/alice"
         body = {"path": "/alice/csrf-test", "exist_ok": True}
         refused = c.post("/api/v1/folders", json=body)
         assert refused.status_code == 403 and "X-EM-CSRF" in refused.json()["detail"]

@@ -85,14 +85,15 @@ def test_em_ui_shows_finished_and_live_runs_without_sign_in(ui_dir: Path,
     live = subprocess.Popen([sys.executable, "-c", LIVE, str(stop_file)], env=env)
     port = free_port()
     ui = subprocess.Popen([sys.executable, "-m", "em_server.ui", str(ui_dir), "--port",
-                           str(port)], env=env, stdout=subprocess.PIPE,
+                           str(port), "--no-browser"], env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True)
     try:
         assert ui.stdout is not None
         line = ui.stdout.readline()
         assert line.startswith(f"em ui: http://127.0.0.1:{port}/"), line
         api = httpx.Client(base_url=f"http://127.0.0.1:{port}/api/v1", timeout=30)
-        assert api.get("/whoami").json()["local"] is True  # no key, no cookie
+        me = api.get("/whoami").json()  # no key, no cookie
+        assert me["local"] is True and me["home"] == "/local"
 
         def listed() -> dict[str, Any]:
             runs = api.get("/runs", params={"folder": "/local"}).json()["runs"]
@@ -132,7 +133,7 @@ def test_em_ui_refuses_to_listen_beyond_loopback(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "em_server.ui", str(tmp_path / "d"), "--host",
                           "0.0.0.0"], env=_env(tmp_path), capture_output=True, text=True,
                          timeout=60)
-    assert out.returncode == 2 and "loopback" in out.stderr
+    assert out.returncode == 2 and "loopback" in out.stderr and "--allow-remote" in out.stderr
     missing = subprocess.run([sys.executable, "-m", "em_server.ui", str(tmp_path / "nope")],
                              env=_env(tmp_path), capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and "no such directory" in missing.stderr
