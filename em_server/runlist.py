@@ -116,8 +116,12 @@ def list_runs(request: Request, folder: str, recursive: bool = False, name: str 
         # reading a folder gives every folder under it (grants and owners hold downward)
         require(conn, user, folder)
         total = conn.execute(select(func.count()).select_from(db.runs).where(*cond)).scalar_one()
-        rows = conn.execute(select(db.runs).where(*cond).order_by(*order)
-                            .limit(page_size).offset((page - 1) * page_size)).all()
+        # sort and page the ids alone, then read the page's rows: the sort then carries no
+        # run JSON along (4x quicker over 10,000 runs, bench/console_list.py)
+        ids = [r[0] for r in conn.execute(select(c.id).where(*cond).order_by(*order)
+                                          .limit(page_size).offset((page - 1) * page_size))]
+        found = {r.id: r for r in conn.execute(select(db.runs).where(c.id.in_(ids)))}
+        rows = [found[i] for i in ids if i in found]
     out = []
     for r in rows:
         s = summary(r)
