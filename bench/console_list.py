@@ -28,9 +28,9 @@ from sqlalchemy import insert
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from em_server import db  # noqa: E402
-from em_server.runs import _meta_fields  # noqa: E402
-from tests.server.conftest import start_server, stop  # noqa: E402
+from em_server import db
+from em_server.runs import _meta_fields
+from tests.server.conftest import start_server, stop
 
 FOLDER = "/bench/sweep"
 
