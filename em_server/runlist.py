@@ -20,6 +20,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from . import db
 from .auth import User, authenticate, check_path, require
+from .folders import exists
 from .runs import jsonable, summary
 
 router = APIRouter()
@@ -116,6 +117,8 @@ def list_runs(request: Request, folder: str, recursive: bool = False, name: str 
         # reading a folder gives every folder under it (grants and owners hold downward)
         require(conn, user, folder)
         total = conn.execute(select(func.count()).select_from(db.runs).where(*cond)).scalar_one()
+        if not total and not exists(conn, folder):  # an unknown folder, not an empty one
+            raise HTTPException(404, f"folder {folder!r} not found")
         # sort and page the ids alone, then read the page's rows: the sort then carries no
         # run JSON along (4x quicker over 10,000 runs, bench/console_list.py)
         ids = [r[0] for r in conn.execute(select(c.id).where(*cond).order_by(*order)
@@ -144,6 +147,8 @@ def run_columns(request: Request, folder: str, recursive: bool = True,
         require(conn, user, folder)
         rows = conn.execute(select(c.meta, c.last).where(cond).order_by(
             c.start_timestamp.desc()).limit(COLUMNS_SCAN)).all()
+        if not rows and not exists(conn, folder):
+            raise HTTPException(404, f"folder {folder!r} not found")
     hp: set[str] = set()
     mt: set[str] = set()
     for meta, last in rows:

@@ -268,3 +268,27 @@ def test_pages_are_served_and_unknown_api_paths_stay_json(server: Server) -> Non
     static = httpx.get(server.url + "/static/no-such-file.js")
     assert static.status_code == 404
 
+
+
+def test_unknown_folders_and_odd_list_arguments_are_4xx_never_5xx(
+        server: Server, alice: str, recorded: dict[str, Any]) -> None:
+    with server.client(alice) as c:
+        for path, params in [("/runs", {"folder": "/alice/no-such-folder"}),
+                             ("/runs/columns", {"folder": "/alice/no-such-folder"}),
+                             ("/folders/tree", {"path": "/alice/no-such-folder"}),
+                             ("/runs", {"folder": "/nobody"}),
+                             ("/graph", {"id": "0" * 36}),
+                             ("/runs/" + "0" * 36 + "/series/points",
+                              {"type": "train", "name": "loss", "after": 3})]:
+            r = c.get(path, params=params)
+            assert r.status_code == 404, (path, params, r.status_code, r.text)
+        for params in [{"sort": "hparam:"}, {"sort": 'hparam:a"b'}, {"sort": "metric:"},
+                       {"sort": "bogus"}, {"columns": "name"}, {"columns": "hparam:x,,"},
+                       {"sort": "-hparam:" + "x." * 100}, {"page": 0}, {"page_size": 10**6},
+                       {"q": "%_\\'\"<script>"}]:
+            r = c.get("/runs", params={"folder": "/alice/console", **params})
+            assert r.status_code < 500, (params, r.status_code, r.text)
+        assert c.get("/runs", params={"folder": "/alice/console", "q": "%"}).json()[
+            "total"] == 0  # a LIKE wildcard is matched as itself
+        assert c.get("/graph", params={"id": recorded["ids"]["lr-0"],
+                                       "depth": -1}).status_code in (400, 422)
