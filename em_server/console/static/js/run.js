@@ -112,6 +112,11 @@ function logView(runId, ctx) {
 }
 
 export async function runPage(root, ctx, id) {
+  // the run, its series and whether it has a log, in parallel
+  const seriesP = api(`/runs/${encodeURIComponent(id)}/series`, { signal: ctx.signal });
+  const logP = apiOr(null, `/runs/${encodeURIComponent(id)}/log`, { params: { limit: 1 }, signal: ctx.signal });
+  seriesP.catch(() => {});
+  logP.catch(() => {});
   const run = await api(`/runs/${encodeURIComponent(id)}`, { signal: ctx.signal });
   document.title = `${run.name} · em`;
   const meta = run.meta || {};
@@ -139,7 +144,7 @@ export async function runPage(root, ctx, id) {
 
   // metrics
   const chartsBox = h('div', { class: 'charts', id: 'charts' });
-  const log = await apiOr(null, `/runs/${encodeURIComponent(id)}/log`, { params: { limit: 1 } }) ? logView(id, ctx) : null;
+  const log = await logP ? logView(id, ctx) : null;
   let charts = [];
   const opts = { x: 'step', smoothing: 0, log: false };
   const onPoint = log ? (entry, k, pts) => {
@@ -152,8 +157,10 @@ export async function runPage(root, ctx, id) {
   }, !!log), chartsBox);
 
   let lastLen = run.metrics_length;
+  let firstSeries = seriesP;
   async function drawCharts() {
-    const { series } = await api(`/runs/${encodeURIComponent(id)}/series`, { signal: ctx.signal });
+    const { series } = await (firstSeries || api(`/runs/${encodeURIComponent(id)}/series`, { signal: ctx.signal }));
+    firstSeries = null;
     const groups = groupSeries(series);
     const names = [...groups.keys()].join('\n');
     if (names !== chartsBox.dataset.names) {

@@ -41,16 +41,12 @@ export async function runsPage(root, ctx) {
   };
   document.title = `${st.folder} · em`;
 
-  const tree = await folderTree(home);
-  const folders = h('nav', { class: 'folders', id: 'folders' },
-    h('div', { class: 'muted' }, 'Folders'), h('ul', {}, treeView({ ...tree, name: tree.path || home }, st.folder)));
-  let available = await apiOr(null, '/runs/columns', { params: { folder: st.folder, recursive: true } });
-  if (!available) {
-    // older servers: the metrics of the newest runs (hyperparameters need /runs/columns)
-    const some = await api('/runs', { params: { folder: st.folder, recursive: true, page_size: 200 } });
-    available = { hparams: [], metrics: [...new Set(some.runs.flatMap((r) => Object.keys(r.last || {})))].sort() };
-  }
-
+  // the list first; the folder tree and the column choices fill in when they arrive
+  const folders = h('nav', { class: 'folders', id: 'folders' }, h('div', { class: 'muted' }, 'Folders'));
+  const treeP = folderTree(home).then((tree) => {
+    folders.append(h('ul', {}, treeView({ ...tree, name: tree.path || home }, st.folder)));
+  });
+  const columnsP = apiOr(null, '/runs/columns', { params: { folder: st.folder, recursive: true } });
   const search = h('input', { type: 'search', id: 'search', placeholder: 'Search name, label, description', value: st.q });
   const status = h('select', { id: 'status-filter' },
     STATUSES.map((s) => h('option', { value: s, selected: s === st.status }, s || 'Any status')));
@@ -61,23 +57,6 @@ export async function runsPage(root, ctx) {
   const tableBox = h('div', { class: 'scroll-x', id: 'runs-table' });
   const pager = h('div', { class: 'pager', id: 'pager' });
   const count = h('span', { class: 'muted', id: 'runs-total' });
-
-  const choices = [
-    ...(available.hparams || []).map((k) => [`hparam:${k}`, k, 'Hyperparameters']),
-    ...(available.metrics || []).map((k) => [`metric:${k}`, k, 'Metrics (last value)']),
-  ];
-  let group = '';
-  for (const [key, label, g] of choices) {
-    if (g !== group) { colsMenu.append(h('div', { class: 'muted' }, g)); group = g; }
-    colsMenu.append(h('label', {}, h('input', {
-      type: 'checkbox', value: key, checked: st.cols.includes(key), 'data-col': key,
-      onchange: (ev) => {
-        if (ev.target.checked) st.cols.push(key); else st.cols = st.cols.filter((c) => c !== key);
-        load();
-      },
-    }), ' ', label));
-  }
-  if (!choices.length) colsMenu.append(h('div', { class: 'muted' }, 'No hyperparameters or metrics here yet.'));
 
   compareBtn.addEventListener('click', () => navigate(`/compare?ids=${[...st.selected].map(encodeURIComponent).join(',')}`));
   search.addEventListener('input', debounce(() => { st.q = search.value; st.page = 1; load(); }, 250));
@@ -108,6 +87,7 @@ export async function runsPage(root, ctx) {
     }, signal: ctx.signal });
     if (mine !== seq || !ctx.alive()) return;
     draw(data);
+    if (!firstPage) firstPage = data.runs;
     performance.mark('em:list-drawn', { detail: { ms: performance.now() - t0 } });
     running = data.runs.some((r) => r.status === 'Running');
   }
@@ -162,7 +142,32 @@ export async function runsPage(root, ctx) {
       h('button', { id: 'next', disabled: st.page >= pages, onclick: () => { st.page++; load(); } }, 'Next ›'));
   }
 
+  function fillColumns(available) {
+  colsMenu.replaceChildren();
+  const choices = [
+    ...(available.hparams || []).map((k) => [`hparam:${k}`, k, 'Hyperparameters']),
+    ...(available.metrics || []).map((k) => [`metric:${k}`, k, 'Metrics (last value)']),
+  ];
+  let group = '';
+  for (const [key, label, g] of choices) {
+    if (g !== group) { colsMenu.append(h('div', { class: 'muted' }, g)); group = g; }
+    colsMenu.append(h('label', {}, h('input', {
+      type: 'checkbox', value: key, checked: st.cols.includes(key), 'data-col': key,
+      onchange: (ev) => {
+        if (ev.target.checked) st.cols.push(key); else st.cols = st.cols.filter((c) => c !== key);
+        load();
+      },
+    }), ' ', label));
+  }
+  if (!choices.length) colsMenu.append(h('div', { class: 'muted' }, 'No hyperparameters or metrics here yet.'));
+  }
+
   let running = false;
+  let firstPage = null;
   ctx.every(3000, () => { if (running) load(); });
   await load();
+  // older servers have no /runs/columns: offer the metrics seen on this page
+  const available = await columnsP || { hparams: [], metrics: [...new Set((firstPage || []).flatMap((r) => Object.keys(r.last || {})))].sort() };
+  fillColumns(available);
+  await treeP;
 }
