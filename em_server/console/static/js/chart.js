@@ -16,8 +16,9 @@ export function colorFor(type, i) {
 }
 
 /** Fetch one series' points (step range `range` = [lo, hi] or null for all). */
-export async function fetchPoints(runId, type, name, range, signal) {
+export async function fetchPoints(runId, type, name, range, signal, withLines = false) {
   const params = { type, name, x: 'step', max_points: MAX_POINTS };
+  if (withLines) params.with_lines = 1;
   if (range) { params.start = Math.floor(range[0]); params.end = Math.ceil(range[1]); }
   const p = await api(`/runs/${encodeURIComponent(runId)}/series/points`, { params, signal });
   return {
@@ -92,7 +93,7 @@ export class MetricChart {
   /** Fetch every series (whole range, or the step range `range`), then draw. */
   async load(range = null, signal) {
     const ticket = ++this.ticket;
-    const raws = await Promise.all(this.entries.map((e) => fetchPoints(e.runId, e.type, e.name, range, signal)));
+    const raws = await Promise.all(this.entries.map((e) => fetchPoints(e.runId, e.type, e.name, range, signal, !!e.withLines)));
     if (ticket !== this.ticket) return;
     this.raw = raws;
     this.zoomed = range;

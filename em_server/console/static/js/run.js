@@ -104,9 +104,13 @@ function logView(runId, ctx) {
     el: h('div', {}, h('div', { class: 'toolbar' }, q, total), lines),
     load,
     async show(line) { hit = line; q.value = ''; await load({ start_line: Math.max(1, line - 20) }); lines.scrollIntoView({ block: 'nearest' }); },
-    async find(text) {
-      const r = await api(`/runs/${encodeURIComponent(runId)}/log`, { params: { q: text, limit: 1 } });
-      if (r.lines.length) await this.show(r.lines[0].n);
+    /** The log line of a step when the server does not know it: Caffe's "Iteration N",
+     * MXNet's "Batch [N]", else the first line holding the number. */
+    async find(step) {
+      for (const q of [`Iteration ${step},`, `Iteration ${step} `, `Batch [${step}]`, String(step)]) {
+        const r = await api(`/runs/${encodeURIComponent(runId)}/log`, { params: { q, limit: 1 } });
+        if (r.lines.length) { await this.show(r.lines[0].n); return; }
+      }
     },
   };
 }
@@ -149,7 +153,7 @@ export async function runPage(root, ctx, id) {
   const opts = { x: 'step', smoothing: 0, log: false };
   const onPoint = log ? (entry, k, pts) => {
     if (pts.line && pts.line[k] != null) log.show(pts.line[k]);
-    else log.find(String(pts.step[k]));
+    else log.find(pts.step[k]);
   } : null;
   add(root, h('h2', {}, 'Metrics'), chartControls((o) => {
     Object.assign(opts, o);
@@ -168,14 +172,14 @@ export async function runPage(root, ctx, id) {
       chartsBox.replaceChildren();
       chartsBox.dataset.names = names;
       charts = [...groups].map(([name, list]) => new MetricChart(chartsBox, name,
-        list.map((s) => ({ runId: id, type: s.type, name: s.name, label: s.type })), opts, onPoint));
+        list.map((s) => ({ runId: id, type: s.type, name: s.name, label: s.type, withLines: !!log })), opts, onPoint));
       window.emConsole.charts = charts;
     } else {
       // same metrics: a new series type may have appeared in one of them
       charts.forEach((c) => {
         const types = groups.get(c.el.dataset.metric).map((s) => s.type);
         if (types.join() !== c.entries.map((e) => e.type).join()) {
-          c.entries = types.map((t) => ({ runId: id, type: t, name: c.el.dataset.metric, label: t }));
+          c.entries = types.map((t) => ({ runId: id, type: t, name: c.el.dataset.metric, label: t, withLines: !!log }));
         }
       });
     }
@@ -198,7 +202,7 @@ export async function runPage(root, ctx, id) {
   // live: poll while Running; charts grow without a reload
   if (run.status === 'Running') {
     let busy = false;
-    ctx.every(2000, async () => {
+    const timer = ctx.every(2000, async () => {
       if (busy) return;
       busy = true;
       try {
@@ -209,10 +213,13 @@ export async function runPage(root, ctx, id) {
           if (now.end_timestamp != null) endEl.textContent = fmtTime(now.end_timestamp);
         }
         durEl.textContent = fmtDuration(duration({ ...run, ...now, meta: now.meta || meta }));
-        if (now.metrics_length !== lastLen) {
+        const grew = now.metrics_length !== lastLen;
+        if (grew) {
           lastLen = now.metrics_length;
           await drawCharts();
         }
+        // ended, and nothing more arrived since the last poll: stop polling
+        if (now.status !== 'Running' && !grew) clearInterval(timer);
       } finally {
         busy = false;
       }
