@@ -266,3 +266,18 @@ def test_phone_width(console: Any, server: Any) -> None:
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
         console.shot(name)
     assert page.locator(".chart").first.bounding_box()["width"] <= 390
+
+
+def test_metric_column_picked_in_the_list(console: Any, server: Any) -> None:
+    page = console.goto("/runs?folder=/alice/examples")
+    page.click("#columns-button")
+    page.check("#columns-menu input[data-col='metric:val/accuracy']")
+    page.wait_for_selector("th[data-sort='metric:val/accuracy']")
+    page.wait_for_function("new URL(location.href).searchParams.get('cols') === "
+                           "'metric:val/accuracy'")
+    with server.api() as c:
+        for name in ("mlp-a", "mlp-b"):
+            last = c.get(f"/runs/{server.runs[name]}").json()["last"]["val/accuracy"]
+            cells = page.locator(f"#runs tr[data-run-name='{name}'] td").all_text_contents()
+            assert float(cells[-1]) == float(f"{last:.6g}"), cells  # 6 significant digits
+    console.shot("runs-columns")
