@@ -29,7 +29,7 @@ function treeView(node, current) {
 
 export async function runsPage(root, ctx) {
   const qs = new URLSearchParams(location.search);
-  const home = `/${ctx.me.user}`;
+  const home = ctx.me.home || `/${ctx.me.user}`;  // em ui may name its root folder
   const st = {
     folder: qs.get('folder') || home,
     q: qs.get('q') || '',
