@@ -20,7 +20,7 @@ from . import _validate
 from ._client import Client, client_for_current
 from ._files import read_json, write_json_atomic
 from ._metricfile import HEADER, MAGIC, TRAILER_XOR
-from .errors import NotARunError, RemoteError
+from .errors import NotARunError, RemoteError, RemoteNotFoundError
 
 __all__ = ["MetricShipper", "upload", "upload_artifact_dir", "upload_run_dir"]
 
@@ -213,19 +213,26 @@ def _send_blob(client: Client, file: Path, sha: str, size: int,
         if progress is not None:
             progress(size)
         return
+    # the server hands back an interrupted upload of the same bytes with its offset
     up = client.post_json("/uploads", {"sha256": sha, "size": size})
     uid, offset = up["upload_id"], int(up["offset"])
-    with open(file, "rb") as f:
-        while offset < size:
-            f.seek(offset)
-            chunk = f.read(CHUNK)
-            resp = client.request("PUT", f"/uploads/{uid}", params={"offset": offset},
-                                  data=chunk, ok=(409,))
-            new = int(resp.json()["offset"])
-            if progress is not None and resp.status_code != 409:
-                progress(new - offset)
-            offset = new
-    client.request("POST", f"/uploads/{uid}/complete")
+    if progress is not None and offset:
+        progress(offset)
+    try:
+        with open(file, "rb") as f:
+            while offset < size:
+                f.seek(offset)
+                chunk = f.read(CHUNK)
+                resp = client.request("PUT", f"/uploads/{uid}", params={"offset": offset},
+                                      data=chunk, ok=(409,))
+                new = int(resp.json()["offset"])
+                if progress is not None and resp.status_code != 409:
+                    progress(new - offset)
+                offset = new
+        client.request("POST", f"/uploads/{uid}/complete")
+    except RemoteNotFoundError:  # another client sharing the upload completed it first
+        if client.request("HEAD", f"/blobs/{sha}", ok=(404,)).status_code != 200:
+            raise
 
 
 def upload_artifact_dir(path: Path, client: Client, folder: str, make_folder: bool,

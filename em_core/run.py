@@ -104,9 +104,13 @@ class Run(Recorded):
                 raise
             self._fast = self._writer.fast
             _lifecycle.register(self)
-            if meta["upload"].get("auto_upload") and not meta["process"].get("rank"):
-                from ._uploader import start  # only rank 0 uploads
-                self._uploader = start(self)
+            self._start_uploader()
+
+    def _start_uploader(self) -> None:
+        if self._meta["upload"].get("auto_upload") and not self._meta["process"].get("rank") \
+                and self._uploader is None:
+            from ._uploader import start  # only rank 0 uploads
+            self._uploader = start(self)
 
     # ----------------------------------------------------------------- metadata
     def _save(self) -> None:
@@ -359,6 +363,7 @@ class Run(Recorded):
         self._ended = False
         self._save()
         _lifecycle.register(self)
+        self._start_uploader()  # auto_upload stored, or given to load_run
 
     def __enter__(self) -> Run:
         return self

@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import __version__, db
 from .auth import User, authenticate
@@ -25,7 +25,9 @@ BINARY_LIMIT = 64 << 20
 
 
 class BodyLimit:
-    """Refuses (413) a body whose Content-Length exceeds the limit for its content type."""
+    """Refuses (413) a body over the limit for its content type: at once when its
+    Content-Length says so, else (chunked transfer) as soon as the bytes read pass the limit,
+    before the endpoint has seen the whole body (so before it could write anything)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -45,7 +47,26 @@ class BodyLimit:
                                     status_code=413)
                 await resp(scope, receive, send)
                 return
+            if length is None:
+                receive = _counting(receive, limit)
         await self.app(scope, receive, send)
+
+
+def _counting(receive: Receive, limit: int) -> Receive:
+    """``receive`` that raises 413 (answered by the app's handler) once the body read so far
+    is over ``limit`` bytes."""
+    seen = 0
+
+    async def wrapped() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise HTTPException(413, f"request body over the limit of {limit} bytes")
+        return message
+
+    return wrapped
 
 
 def create_app() -> FastAPI:

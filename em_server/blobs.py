@@ -63,6 +63,12 @@ def _state(row: Any) -> dict[str, Any]:
 def create_upload(body: UploadCreate, request: Request,
                   user: User = Depends(authenticate)) -> dict[str, Any]:
     sha = check_sha(body.sha256)
+    with request.app.state.engine.connect() as conn:  # an interrupted upload resumes
+        row = conn.execute(select(db.uploads).where(and_(
+            db.uploads.c.user_id == user.id, db.uploads.c.sha256 == sha,
+            db.uploads.c.size == body.size)).order_by(db.uploads.c.offset.desc())).first()
+    if row is not None:
+        return {"upload_id": row.id, "offset": row.offset}
     upload_id = str(uuid.uuid4())
     request.app.state.store.upload_part(upload_id).write_bytes(b"")
     with request.app.state.engine.begin() as conn:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import socket
 import time
+from collections.abc import Iterator
 from urllib.parse import urlparse
 
 import pytest
@@ -73,3 +74,26 @@ def test_metric_bytes_that_do_not_parse_change_nothing(server: Server, alice: st
         assert c.get(f"/runs/{rid}/metrics/length").json() == {"length": 0}
         assert c.get(f"/runs/{rid}/metrics.bin").content == b""
         assert c.get(f"/runs/{rid}/series").json() == {"series": []}
+
+
+def test_a_chunked_json_body_over_the_limit_gets_413_and_writes_nothing(
+        server: Server, alice: str) -> None:
+    from em_server.app import JSON_LIMIT
+
+    def body() -> Iterator[bytes]:  # no Content-Length: sent with chunked transfer
+        yield b'{"folder": "/alice/chunked", "make_folder": true, "meta": {"name": "c", ' \
+              b'"alternative_name": "c_1", "description": "'
+        for _ in range((JSON_LIMIT >> 20) + 1):
+            yield b"x" * (1 << 20)
+        yield b'"}}'
+
+    with server.client(alice) as c:
+        r = c.post("/runs", content=body(), headers={"Content-Type": "application/json"})
+        assert r.status_code == 413 and str(JSON_LIMIT) in r.json()["detail"]
+        assert c.get("/folders", params={"path": "/alice/chunked"}).status_code == 404
+        assert c.get("/runs/by-path", params={"path": "/alice/chunked/c"}).status_code == 404
+        # the same body under the limit, chunked too, is taken
+        small = [b'{"folder": "/alice/chunked", "make_folder": true, "meta": {"name": "c", '
+                 b'"alternative_name": "c_1"}}']
+        r = c.post("/runs", content=iter(small), headers={"Content-Type": "application/json"})
+        assert r.status_code == 201, r.text
