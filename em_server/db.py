@@ -102,6 +102,23 @@ chunks = Table(
     Column("times", LargeBinary, nullable=False),
     Column("vals", LargeBinary, nullable=False),
 )
+# one row per chunk (em_server/summaries.py), in a table of its own so that reading them
+# never walks past the chunks' point columns: a downsampled view reads no points
+chunk_summaries = Table(
+    "chunk_summaries", metadata,
+    Column("chunk_id", Integer, ForeignKey("chunks.id", ondelete="CASCADE"), primary_key=True),
+    Column("series_id", Integer, ForeignKey("series.id", ondelete="CASCADE"), nullable=False,
+           index=True),
+    Column("start", BigInteger, nullable=False),
+    Column("n", Integer, nullable=False),
+    Column("step_lo", BigInteger, nullable=True),
+    Column("step_hi", BigInteger, nullable=True),
+    Column("epoch_lo", BigInteger, nullable=True),
+    Column("epoch_hi", BigInteger, nullable=True),
+    Column("time_lo", Float, nullable=True),
+    Column("time_hi", Float, nullable=True),
+    Column("summary", LargeBinary, nullable=False),
+)
 
 artifacts = Table(
     "artifacts", metadata,

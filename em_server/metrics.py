@@ -17,12 +17,12 @@ from typing import Any, Literal
 
 import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
-from sqlalchemy import and_, insert, select, update
+from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from em_core._metricfile import HEADER, MAGIC, TRAILER_XOR, VERSION
 
-from . import db
+from . import db, summaries
 from .app import BINARY_LIMIT
 from .auth import User, authenticate
 from .runs import get_run, jsonable
@@ -177,17 +177,26 @@ def _apply(engine: Any, user: User, run_id: str, offset: int, body: bytes) -> di
             conn.rollback()
             return _apply(engine, user, run_id, offset, body)
         conn.execute(insert(db.metric_bytes).values(run_id=run_id, offset=length, data=data))
-        rows = []
-        for (type_, name), (steps, epochs, times, vals) in points.items():
+        rows, sums = [], []
+        cs = db.chunk_summaries.c
+        for (type_, name), cols in points.items():
             sid = _series_id(conn, run_id, type_, name)
-            for i in range(0, len(steps), CHUNK):
-                rows.append({"series_id": sid, "n": len(steps[i:i + CHUNK]),
-                             "steps": steps[i:i + CHUNK].tobytes(),
-                             "epochs": epochs[i:i + CHUNK].tobytes(),
-                             "times": times[i:i + CHUNK].tobytes(),
-                             "vals": vals[i:i + CHUNK].tobytes()})
+            pos = conn.execute(select(cs.start + cs.n).where(cs.series_id == sid).order_by(
+                cs.chunk_id.desc()).limit(1)).scalar() or 0
+            for i in range(0, len(cols[0]), CHUNK):
+                part = [a[i:i + CHUNK] for a in cols]
+                rows.append({"series_id": sid, "n": len(part[0]), "steps": part[0].tobytes(),
+                             "epochs": part[1].tobytes(), "times": part[2].tobytes(),
+                             "vals": part[3].tobytes()})
+                sums.append({"series_id": sid, "n": len(part[0]),
+                             **summaries.summarize(pos, *part)})
+                pos += len(part[0])
         if rows:
-            conn.execute(insert(db.chunks), rows)
+            ids = conn.execute(insert(db.chunks).returning(
+                db.chunks.c.id, sort_by_parameter_order=True), rows).scalars().all()
+            for cid, sm in zip(ids, sums, strict=True):
+                sm["chunk_id"] = cid
+            conn.execute(insert(db.chunk_summaries), sums)
     return {"length": new_len, "applied": nrec}
 
 
@@ -201,14 +210,105 @@ def metrics_bin(run_id: str, request: Request, user: User = Depends(authenticate
     return Response(data, media_type="application/octet-stream")
 
 
+_COLS = ((np.int64, "steps"), (np.int64, "epochs"), (np.float64, "times"),
+         (np.float64, "vals"))
+
+
 def _load(conn: Connection, series_id: int) -> tuple[np.ndarray, ...]:
     rows = conn.execute(select(db.chunks.c.steps, db.chunks.c.epochs, db.chunks.c.times,
                                db.chunks.c.vals).where(db.chunks.c.series_id == series_id)
                         .order_by(db.chunks.c.id)).all()
     cols = []
-    for i, dt in enumerate((np.int64, np.int64, np.float64, np.float64)):
+    for i, (dt, _name) in enumerate(_COLS):
         cols.append(np.frombuffer(b"".join(r[i] for r in rows), dtype=dt))
     return tuple(cols)
+
+
+def _by_id(conn: Connection, ids: list[int], *names: str, table: Any = db.chunks) -> \
+        dict[int, Any]:
+    """Columns ``names`` of the chunks ``ids`` (a few hundred ids per query)."""
+    out: dict[int, Any] = {}
+    c = table.c
+    key = c.id if table is db.chunks else c.chunk_id
+    for i in range(0, len(ids), 500):
+        for row in conn.execute(select(key, *(getattr(c, nm) for nm in names)).where(
+                key.in_(ids[i:i + 500]))).all():
+            out[row[0]] = row[1:]
+    return out
+
+
+def _points_of(conn: Connection, ids: list[int]) -> dict[int, list[np.ndarray]]:
+    got = _by_id(conn, ids, *(nm for _, nm in _COLS))
+    return {k: [np.frombuffer(b, dtype=dt) for b, (dt, _) in zip(v, _COLS, strict=True)]
+            for k, v in got.items()}
+
+
+def read_points(conn: Connection, series_id: int, x: str = "step",
+                start: float | None = None, end: float | None = None,
+                max_points: int | None = None) -> dict[str, Any]:
+    """The points of a series whose ``x`` (step, epoch or time) lies in [start, end], or a
+    downsampled view of at most ``max_points`` keeping each bucket's extremes
+    (:mod:`em_server.summaries`): a chunk wholly in the range is then read from its summary.
+
+    Returns ``count`` (points in range), ``downsampled``, ``bucket_width`` (None when not
+    downsampled) and the arrays ``step``, ``epoch``, ``time``, ``value``.
+    """
+    c = db.chunk_summaries.c
+    lo, hi = getattr(c, f"{x}_lo"), getattr(c, f"{x}_hi")
+    q = select(c.chunk_id.label("id"), c.start, c.n, lo, hi).where(c.series_id == series_id)
+    if start is not None:
+        q = q.where(or_(hi.is_(None), hi >= start))
+    if end is not None:
+        q = q.where(or_(lo.is_(None), lo <= end))
+    rows = conn.execute(q.order_by(c.chunk_id)).all()
+    whole = {r.id for r in rows if r[3] is not None and r[4] is not None
+             and (start is None or r[3] >= start) and (end is None or r[4] <= end)}
+    cut = _points_of(conn, [r.id for r in rows if r.id not in whole])
+    kept: dict[int, np.ndarray] = {}  # chunk id -> indices in range, for the cut ones
+    count, first, last = 0, 0, -1
+    for r in rows:
+        if r.id in whole:
+            idx = None
+        else:
+            axis = cut[r.id][{"step": 0, "epoch": 1, "time": 2}[x]]
+            mask = np.ones(len(axis), dtype=bool)
+            if start is not None:
+                mask &= axis >= start
+            if end is not None:
+                mask &= axis <= end
+            idx = kept[r.id] = np.flatnonzero(mask)
+        n = r.n if idx is None else len(idx)
+        if n:
+            pos0 = r.start + (0 if idx is None else int(idx[0]))
+            first = pos0 if count == 0 else first
+            last = r.start + (r.n - 1 if idx is None else int(idx[-1]))
+            count += n
+    width = None
+    if max_points is not None and count > max_points:
+        width = summaries.bucket_width(first, last, max_points)
+    use_summary = width is not None and summaries.uses_summaries(width)
+    full = {} if use_summary else _points_of(conn, sorted(whole))
+    blobs = _by_id(conn, sorted(whole), "summary", table=db.chunk_summaries) if use_summary \
+        else {}
+    units = summaries.Units()
+    parts: list[list[np.ndarray]] = []
+    for r in rows:
+        if r.id in whole and use_summary:
+            units.add_summary(blobs[r.id][0])
+            continue
+        cols = full[r.id] if r.id in whole else [a[kept[r.id]] for a in cut[r.id]]
+        if width is None:
+            parts.append(cols)
+        else:
+            p = np.arange(len(cols[0]), dtype=np.int64) if r.id in whole else kept[r.id]
+            units.add_points(r.start + p, *cols)
+    if width is not None:
+        _pos, steps, epochs, times, vals = units.view(width)
+    else:
+        steps, epochs, times, vals = (np.concatenate([p[i] for p in parts]) if parts else
+                                      np.zeros(0, dtype=dt) for i, (dt, _) in enumerate(_COLS))
+    return {"count": count, "downsampled": width is not None, "bucket_width": width,
+            "step": steps, "epoch": epochs, "time": times, "value": vals}
 
 
 def _floats(a: np.ndarray) -> list[Any]:
@@ -239,20 +339,6 @@ def list_series(run_id: str, request: Request,
     return {"series": out}
 
 
-def downsample(values: np.ndarray, max_points: int) -> np.ndarray:
-    """Indices keeping the min and the max of each of ``max_points // 2`` buckets, in order."""
-    n = len(values)
-    buckets = max(1, max_points // 2)
-    width = -(-n // buckets)  # equal buckets (the last one padded), so numpy does it in bulk
-    pad = width * buckets - n
-    lo = np.concatenate([np.where(np.isnan(values), np.inf, values), np.full(pad, np.inf)])
-    hi = np.concatenate([np.where(np.isnan(values), -np.inf, values), np.full(pad, -np.inf)])
-    base = np.arange(buckets) * width
-    keep = np.concatenate([base + lo.reshape(buckets, width).argmin(axis=1),
-                           base + hi.reshape(buckets, width).argmax(axis=1)])
-    return np.unique(keep[keep < n])[:max_points]
-
-
 @router.get("/runs/{run_id}/series/points")
 def points(run_id: str, request: Request, name: str, type_: str = Query(alias="type"),
            start: float | None = None, end: float | None = None,
@@ -266,24 +352,12 @@ def points(run_id: str, request: Request, name: str, type_: str = Query(alias="t
             db.series.c.name == name))).scalar()
         if sid is None:
             raise HTTPException(404, f"no series {type_!r}/{name!r} in run {run_id!r}")
-        steps, epochs, times, vals = _load(conn, sid)
-    axis = {"step": steps, "epoch": epochs, "time": times}[x]
-    mask = np.ones(len(steps), dtype=bool)
-    if start is not None:
-        mask &= axis >= start
-    if end is not None:
-        mask &= axis <= end
-    if not mask.all():
-        steps, epochs, times, vals = steps[mask], epochs[mask], times[mask], vals[mask]
-    count = len(steps)
-    down = max_points is not None and count > max_points
-    if down:
-        assert max_points is not None
-        idx = downsample(vals, max_points)
-        steps, epochs, times, vals = steps[idx], epochs[idx], times[idx], vals[idx]
+        got = read_points(conn, sid, x, start, end, max_points)
+    steps, epochs, times, vals = got["step"], got["epoch"], got["time"], got["value"]
     ep: list[Any] | None = None if (epochs < 0).all() and len(epochs) else epochs.tolist()
     if ep is not None:
         ep = [None if e < 0 else e for e in ep]
-    return {"type": type_, "name": name, "downsampled": down, "count": count,
+    return {"type": type_, "name": name, "downsampled": got["downsampled"],
+            "count": got["count"], "bucket_width": got["bucket_width"],
             "step": steps.tolist(), "epoch": ep, "time": _floats(times),
             "value": _floats(vals)}
