@@ -24,7 +24,8 @@ from .errors import NotARunError, RemoteError, RemoteNotFoundError
 
 __all__ = ["MetricShipper", "upload", "upload_artifact_dir", "upload_run_dir"]
 
-BATCH = 4 << 20  # bytes of metrics per PUT
+BATCH = 4 << 20  # bytes of metrics (or of console.log) per PUT
+CONSOLE_FILE = "console.log"
 CHUNK = 8 << 20  # bytes per resumable-upload chunk
 SINGLE_PUT = 32 << 20  # files up to this size go in one PUT /blobs
 _HEAD = struct.Struct("<II")
@@ -107,6 +108,45 @@ class MetricShipper:
         return sum(len(d) for _, d in metric_ranges(self.path, self.length))
 
 
+class ConsoleShipper:
+    """Sends a run's ``console.log`` (append-only) from the length the server holds."""
+
+    def __init__(self, client: Client, run_id: str, path: Path, length: int) -> None:
+        self.client, self.run_id, self.path, self.length = client, run_id, path, length
+        self.unsupported = False
+
+    def ship(self) -> int:
+        """Send what is on disk now; return the bytes the server holds."""
+        if self.unsupported:
+            return self.length
+        try:
+            f = open(self.path, "rb")
+        except FileNotFoundError:
+            return self.length
+        with f:
+            while True:
+                f.seek(self.length)
+                data = f.read(BATCH)
+                if not data:
+                    return self.length
+                resp = self.client.request("PUT", f"/runs/{self.run_id}/console",
+                                           params={"offset": self.length}, data=data,
+                                           ok=(404, 409))
+                if resp.status_code == 404:  # a server older than console logs
+                    self.unsupported = True
+                    return self.length
+                self.length = int(resp.json()["length"])  # on 409: where the server is
+
+    def pending(self) -> int:
+        """Bytes on disk that the server does not have yet."""
+        if self.unsupported:
+            return 0
+        try:
+            return max(0, self.path.stat().st_size - self.length)
+        except FileNotFoundError:
+            return 0
+
+
 def _progress_bar(total: int, label: str) -> Progress | None:
     if not sys.stderr.isatty() or total <= 0:
         return None
@@ -180,6 +220,8 @@ def upload_run_dir(path: Path, client: Client, folder: str, make_folder: bool,
     if progress:
         bar = _progress_bar(shipper.pending(), f"run {meta.get('name')}")
     shipper.ship(bar)
+    ConsoleShipper(client, made["id"], path / CONSOLE_FILE,
+                   int(made.get("console_length") or 0)).ship()
     record_remote(path, "run.json", entry, obj)
     meta = read_json(path / "run.json")
     client.request("PUT", f"/runs/{made['id']}/meta", json_body={"meta": meta})
@@ -237,8 +279,9 @@ def _send_blob(client: Client, file: Path, sha: str, size: int,
 
 def upload_artifact_dir(path: Path, client: Client, folder: str, make_folder: bool,
                         conflict_strategy: str, *, obj: Any = None,
-                        progress: bool = False) -> dict[str, Any]:
-    """Upload one artifact directory: its files by sha256, then its metadata."""
+                        progress: bool = False, record: bool = True) -> dict[str, Any]:
+    """Upload one artifact directory: its files by sha256, then its metadata; ``record``:
+    note the server's copy in the local ``artifact.json``."""
     meta = read_json(path / "artifact.json")
     files = {k: v for k, v in (meta.get("objects") or {}).items() if v.get("kind") == "file"}
     bar = None
@@ -250,7 +293,7 @@ def upload_artifact_dir(path: Path, client: Client, folder: str, make_folder: bo
     made = create_remote(client, "artifact", meta, folder, make_folder, conflict_strategy)
     entry = {"host": client.host, "path": made["path"], "id": made["id"],
              "user": client.whoami()}
-    if made.get("state") != "skipped":
+    if made.get("state") != "skipped" and record:
         record_remote(path, "artifact.json", entry, obj)
     return entry
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ._client import Client
-from ._upload import MetricShipper, create_remote, record_remote
+from ._upload import CONSOLE_FILE, ConsoleShipper, MetricShipper, create_remote, record_remote
 from .errors import EmError, LoginError, RemoteError
 
 __all__ = ["Uploader", "start"]
@@ -50,6 +50,7 @@ class Uploader(threading.Thread):
         self._closing = False
         self._done = threading.Event()
         self._shipper: MetricShipper | None = None
+        self._console: ConsoleShipper | None = None
         self._run_id: str | None = None
         self._meta_sig: tuple[int, int] | None = None
         self._waiting_said = False
@@ -107,6 +108,8 @@ class Uploader(threading.Thread):
             self._run_id = str(made["id"])
             self._shipper = MetricShipper(self.client, self._run_id, self.path / "metrics.bin",
                                           int(made.get("metrics_length") or 0))
+            self._console = ConsoleShipper(self.client, self._run_id, self.path / CONSOLE_FILE,
+                                           int(made.get("console_length") or 0))
             entry = {"host": self.client.host, "path": made["path"], "id": made["id"],
                      "user": self.client.whoami()}
             if not final:
@@ -115,8 +118,9 @@ class Uploader(threading.Thread):
                 except (RuntimeError, OSError):  # the run.json being rewritten under us
                     pass
             self.em_run._remote_pending = entry
-        assert self._shipper is not None
+        assert self._shipper is not None and self._console is not None
         self._shipper.ship()
+        self._console.ship()
         self._send_meta(force=final)
 
     def _read_meta(self) -> dict[str, Any]:
@@ -159,6 +163,8 @@ class Uploader(threading.Thread):
         else:
             if pending:
                 left.append(f"{pending} bytes of metrics")
+            if self._console is not None and self._console.pending():
+                left.append(f"{self._console.pending()} bytes of console.log")
             left.append("the final metadata and status")
         log.warning("em: auto-upload of run %r did not finish within %g s; not yet uploaded: "
                     "%s. The run is complete locally: run `em upload %s` to finish.",

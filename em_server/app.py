@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import __version__, db
-from .auth import User, authenticate
+from .auth import User, authenticate, local_mode
 
 JSON_LIMIT = 16 << 20
 BINARY_LIMIT = 64 << 20
@@ -71,7 +71,18 @@ def _counting(receive: Receive, limit: int) -> Receive:
 
 def create_app() -> FastAPI:
     """The app, on the database named by the environment (upgraded to the newest schema)."""
-    from . import artifacts, blobs, folders, metrics, runs
+    from . import (
+        artifacts,
+        blobs,
+        consolelog,
+        folders,
+        graph,
+        metrics,
+        pages,
+        runlist,
+        runs,
+        sessions,
+    )
     from .storage import LocalStore
 
     url = db.db_url(os.environ.get("EM_SERVER_DATA"), os.environ.get("EM_SERVER_DB"))
@@ -80,6 +91,10 @@ def create_app() -> FastAPI:
     app = FastAPI(title="em server", version=__version__, openapi_url="/api/v1/openapi.json",
                   docs_url="/api/v1/docs", redoc_url=None)
     app.state.engine = engine
+    if local_mode():
+        from .auth import local_user
+
+        app.state.local_user = local_user(engine)
     app.state.store = LocalStore(db.data_dir())
     app.add_middleware(BodyLimit)
 
@@ -104,7 +119,7 @@ def create_app() -> FastAPI:
 
     @app.get("/api/v1/whoami")
     def whoami(user: User = Depends(authenticate)) -> dict[str, Any]:
-        return {"user": user.name, "key_id": user.key_id}
+        return {"user": user.name, "key_id": user.key_id, "local": local_mode()}
 
     def openapi() -> dict[str, Any]:
         # our 4xx bodies are {"detail": "<message>"}, also for validation errors
@@ -121,8 +136,13 @@ def create_app() -> FastAPI:
 
     app.openapi = openapi  # type: ignore[method-assign]
     app.include_router(folders.router, prefix="/api/v1")
+    app.include_router(runlist.router, prefix="/api/v1")  # before /runs/{run_id}
     app.include_router(runs.router, prefix="/api/v1")
     app.include_router(metrics.router, prefix="/api/v1")
     app.include_router(blobs.router, prefix="/api/v1")
     app.include_router(artifacts.router, prefix="/api/v1")
+    app.include_router(sessions.router, prefix="/api/v1")
+    app.include_router(graph.router, prefix="/api/v1")
+    app.include_router(consolelog.router, prefix="/api/v1")
+    pages.mount(app)  # last: its catch-all must not shadow the API
     return app

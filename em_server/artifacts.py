@@ -177,14 +177,22 @@ def artifact_by_path(path: str, request: Request,
         row = _by(conn, folder, name=name) if folder else None
         if row is None or not access(conn, user, folder)[0]:
             raise HTTPException(404, f"artifact {path!r} not found")
-    return _row(row)
+        return _resolved(conn, user, row)
 
 
 @router.get("/artifacts/{art_id}")
 def read_artifact(art_id: str, request: Request,
                   user: User = Depends(authenticate)) -> dict[str, Any]:
     with request.app.state.engine.connect() as conn:
-        return _row(get_artifact(conn, user, art_id))
+        return _resolved(conn, user, get_artifact(conn, user, art_id))
+
+
+def _resolved(conn: Connection, user: User, row: Any) -> dict[str, Any]:
+    from .graph import resolve
+
+    out = _row(row)
+    out["associations"] = resolve(conn, user, out["associations"], row.folder)
+    return out
 
 
 @router.get("/artifacts/{art_id}/files/{obj_path:path}")

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import secrets
 from dataclasses import dataclass
 
 from fastapi import HTTPException, Request
 from sqlalchemy import and_, insert, select
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from . import db
 
+SESSION_COOKIE = "em_session"
+CSRF_COOKIE = "em_csrf"
 _NAME_BAD = re.compile(r"[\x00-\x1f\x7f/]")
 
 
@@ -68,13 +71,46 @@ class User:
     key_id: int
 
 
+LOCAL_USER = "local"
+
+
+def local_mode() -> bool:
+    """True under ``em ui``: one implicit user, no keys, bound to loopback."""
+    return os.environ.get("EM_SERVER_LOCAL") == "1"
+
+
+def local_user(engine: Engine) -> User:
+    """Under ``em ui``: the one user, made with its root folder ``/local`` if missing (called
+    once as the app starts, before any request)."""
+    def attempt() -> User:
+        with engine.begin() as conn:
+            if conn.execute(select(db.users.c.id).where(db.users.c.name == LOCAL_USER)) \
+                    .first() is None:
+                add_user(conn, LOCAL_USER)
+            uid = conn.execute(select(db.users.c.id).where(db.users.c.name == LOCAL_USER)) \
+                .scalar_one()
+            kid = conn.execute(select(db.api_keys.c.id).where(db.api_keys.c.user_id == uid)
+                               .limit(1)).scalar_one()
+        return User(id=int(uid), name=LOCAL_USER, key_id=int(kid))
+
+    return db.retrying(attempt)
+
+
 def authenticate(request: Request) -> User:
-    """The user of the request's bearer key, or 401 (the key is never echoed)."""
+    """The caller: the bearer key's user, or the browser session's (its cookie; requests
+    other than GET/HEAD must also carry the ``X-EM-CSRF`` header), or 401. The key or token
+    is never echoed."""
+    if local_mode():
+        return request.app.state.local_user  # type: ignore[no-any-return]
     header = request.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")
+    engine = request.app.state.engine
+    if not header and request.cookies.get(SESSION_COOKIE):
+        from .sessions import session_user
+
+        return session_user(request)
     if scheme.lower() != "bearer" or not key.strip():
         raise HTTPException(401, "invalid or revoked API key")
-    engine = request.app.state.engine
     with engine.connect() as conn:
         row = conn.execute(
             select(db.api_keys.c.id, db.users.c.id, db.users.c.name)

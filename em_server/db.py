@@ -76,6 +76,7 @@ runs = Table(
     Column("metrics_length", BigInteger, nullable=False),
     Column("schemas", Text, nullable=False),
     Column("last", Text, nullable=False),
+    Column("console_length", BigInteger, nullable=False, server_default="0"),
 )
 metric_bytes = Table(
     "metric_bytes", metadata,
@@ -139,12 +140,32 @@ uploads = Table(
     Column("offset", BigInteger, nullable=False),
     Column("created_at", Float, nullable=False),
 )
+sessions = Table(
+    "sessions", metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("key_id", Integer, ForeignKey("api_keys.id"), nullable=False),
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("used_at", Float, nullable=False),
+)
+console_bytes = Table(
+    "console_bytes", metadata,
+    Column("run_id", String(36), ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("offset", BigInteger, primary_key=True),
+    Column("data", LargeBinary, nullable=False),
+)
 
 
+Index("runs_folder_start", runs.c.folder, runs.c.start_timestamp)
 Index("runs_folder_name", runs.c.folder, runs.c.name, unique=True)
 Index("runs_folder_alt", runs.c.folder, runs.c.alternative_name, unique=True)
 Index("artifacts_folder_name", artifacts.c.folder, artifacts.c.name, unique=True)
 Index("artifacts_folder_alt", artifacts.c.folder, artifacts.c.alternative_name, unique=True)
+
+
+class Retry(Exception):
+    """Raised inside a ``retrying`` transaction that saw another writer's change land first."""
 
 
 def retrying(fn: Callable[[], T], tries: int = 40) -> T:
@@ -153,7 +174,7 @@ def retrying(fn: Callable[[], T], tries: int = 40) -> T:
     for i in range(tries):
         try:
             return fn()
-        except (IntegrityError, OperationalError):
+        except (IntegrityError, OperationalError, Retry):
             if i == tries - 1:
                 raise
             time.sleep(random.uniform(0.005, 0.02) * min(i + 1, 10))

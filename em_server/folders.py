@@ -86,6 +86,34 @@ def list_folder(path: str, request: Request, user: User = Depends(authenticate))
             "runs": nruns, "artifacts": narts}
 
 
+@router.get("/folders/tree")
+def folder_tree(path: str, request: Request, user: User = Depends(authenticate)) -> dict[str, Any]:
+    """Every folder under ``path`` as a nested tree (``folders`` of each node), with the
+    number of runs directly in each."""
+    path = check_path(path)
+    with request.app.state.engine.connect() as conn:
+        require(conn, user, path)
+        if not exists(conn, path):
+            raise HTTPException(404, f"folder {path!r} not found")
+        paths = conn.execute(select(db.folders.c.path).where(
+            db.folders.c.path.startswith(path + "/", autoescape=True))
+            .order_by(db.folders.c.path)).scalars().all()
+        counts = dict(conn.execute(select(db.runs.c.folder, func.count()).where(or_(
+            db.runs.c.folder == path, db.runs.c.folder.startswith(path + "/", autoescape=True)))
+            .group_by(db.runs.c.folder)).all())
+    root: dict[str, Any] = {"path": path, "name": path.rsplit("/", 1)[1],
+                            "runs": counts.get(path, 0), "folders": []}
+    nodes = {path: root}
+    for p in paths:  # sorted, so a parent always comes before its children
+        parent = nodes.get(p.rsplit("/", 1)[0])
+        if parent is None:
+            continue
+        node = {"path": p, "name": p.rsplit("/", 1)[1], "runs": counts.get(p, 0), "folders": []}
+        parent["folders"].append(node)
+        nodes[p] = node
+    return root
+
+
 @router.post("/folders/move")
 def move_folder(body: FolderMove, request: Request,
                 user: User = Depends(authenticate)) -> dict[str, str]:

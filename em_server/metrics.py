@@ -343,8 +343,13 @@ def list_series(run_id: str, request: Request,
 def points(run_id: str, request: Request, name: str, type_: str = Query(alias="type"),
            start: float | None = None, end: float | None = None,
            max_points: int | None = Query(None, ge=2, le=1_000_000),
-           x: Literal["step", "epoch", "time"] = "step",
+           x: Literal["step", "epoch", "time"] = "step", after: float | None = None,
            user: User = Depends(authenticate)) -> dict[str, Any]:
+    if after is not None and not math.isfinite(after):
+        raise HTTPException(400, f"after={after!r}: expected a finite number")
+    if after is not None:  # a live tail: only what came after the last point the page has
+        nxt = after + 1 if x != "time" else math.nextafter(after, math.inf)
+        start = nxt if start is None else max(start, nxt)
     with request.app.state.engine.connect() as conn:
         get_run(conn, user, run_id)
         sid = conn.execute(select(db.series.c.id).where(and_(

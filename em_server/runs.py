@@ -6,12 +6,14 @@ read, update and delete."""
 from __future__ import annotations
 
 import json
+import math
 import uuid
+from datetime import datetime, timezone
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from . import db
@@ -69,9 +71,23 @@ def _meta_fields(meta: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"status": status, "labels": json.dumps(labels),
                            "description": desc, "meta": json.dumps(meta)}
     for k in ("start_timestamp", "end_timestamp"):
-        v = meta.get(k)
-        out[k] = float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+        out[k] = _epoch(meta.get(k))
     return out
+
+
+def _epoch(v: Any) -> float | None:
+    """Unix time of a run.json timestamp (ISO 8601, as em writes it, or a number)."""
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return float(v) if math.isfinite(v) else None
+    if isinstance(v, str):
+        try:
+            t = datetime.fromisoformat(v)
+        except ValueError:
+            return None
+        if t.tzinfo is None:
+            t = t.replace(tzinfo=timezone.utc)
+        return t.timestamp()
+    return None
 
 
 def summary(row: Any) -> dict[str, Any]:
@@ -80,7 +96,16 @@ def summary(row: Any) -> dict[str, Any]:
                      "name": row.name, "alternative_name": row.alternative_name,
                      "status": row.status, "labels": json.loads(row.labels),
                      "description": row.description, "start_timestamp": row.start_timestamp,
-                     "end_timestamp": row.end_timestamp, "last": json.loads(row.last)})
+                     "end_timestamp": row.end_timestamp, "duration": duration(row),
+                     "last": json.loads(row.last)})
+
+
+def duration(row: Any) -> float | None:
+    """Seconds from start to end (to now while the run has no end), or None."""
+    if row.start_timestamp is None:
+        return None
+    end = row.end_timestamp if row.end_timestamp is not None else db.now()
+    return max(0.0, end - row.start_timestamp)
 
 
 def full(row: Any) -> dict[str, Any]:
@@ -90,6 +115,7 @@ def full(row: Any) -> dict[str, Any]:
     out.update(jsonable({k: meta.get(k) for k in ("hparams", "platform", "git", "error")}))
     out["associations"] = jsonable(meta.get("associations") or [])
     out["metrics_length"] = row.metrics_length
+    out["console_length"] = row.console_length
     out["meta"] = jsonable(meta)
     return out
 
@@ -112,6 +138,7 @@ def delete_runs(conn: Connection, ids: list[str]) -> None:
     conn.execute(delete(db.chunks).where(db.chunks.c.series_id.in_(sids)))
     conn.execute(delete(db.series).where(db.series.c.run_id.in_(ids)))
     conn.execute(delete(db.metric_bytes).where(db.metric_bytes.c.run_id.in_(ids)))
+    conn.execute(delete(db.console_bytes).where(db.console_bytes.c.run_id.in_(ids)))
     conn.execute(delete(db.runs).where(db.runs.c.id.in_(ids)))
 
 
@@ -122,7 +149,7 @@ def _by_name(conn: Connection, folder: str, name: str) -> Any:
 
 def _answer(state: str, row: Any) -> dict[str, Any]:
     return {"state": state, "id": row.id, "path": f"{row.folder}/{row.name}",
-            "metrics_length": row.metrics_length}
+            "metrics_length": row.metrics_length, "console_length": row.console_length}
 
 
 @router.post("/runs", status_code=201)
@@ -179,36 +206,6 @@ def create_run(body: RunCreate, request: Request, response: Response,
     return db.retrying(attempt)
 
 
-@router.get("/runs")
-def list_runs(request: Request, folder: str, recursive: bool = False, name: str | None = None,
-              label: str | None = None, status: str | None = None, q: str | None = None,
-              page: int = Query(1, ge=1), page_size: int = Query(50, ge=1, le=1000),
-              sort: Literal["start", "-start", "name", "-name"] = "-start",
-              user: User = Depends(authenticate)) -> dict[str, Any]:
-    folder = check_path(folder)
-    c = db.runs.c
-    cond = [or_(c.folder == folder, c.folder.startswith(folder + "/", autoescape=True))
-            if recursive else c.folder == folder]
-    if name:
-        cond.append(c.name == name)
-    if status:
-        cond.append(c.status == status)
-    if label:
-        cond.append(c.labels.contains(json.dumps(label), autoescape=True))
-    if q:
-        cond.append(or_(c.name.contains(q, autoescape=True),
-                        c.description.contains(q, autoescape=True)))
-    col = c.start_timestamp if sort.endswith("start") else c.name
-    order = col.desc() if sort.startswith("-") else col.asc()
-    with request.app.state.engine.connect() as conn:
-        require(conn, user, folder)
-        rows = conn.execute(select(db.runs).where(*cond).order_by(order, c.id)).all()
-        rows = [r for r in rows if access(conn, user, r.folder)[0]]
-    start = (page - 1) * page_size
-    return {"runs": [summary(r) for r in rows[start:start + page_size]], "total": len(rows),
-            "page": page, "page_size": page_size}
-
-
 @router.get("/runs/by-path")
 def run_by_path(path: str, request: Request, user: User = Depends(authenticate)) -> dict[str, Any]:
     path = check_path(path)
@@ -219,13 +216,21 @@ def run_by_path(path: str, request: Request, user: User = Depends(authenticate))
         row = _by_name(conn, folder, name)
         if row is None or not access(conn, user, folder)[0]:
             raise HTTPException(404, f"run {path!r} not found")
-    return full(row)
+        return _resolved(conn, user, row)
 
 
 @router.get("/runs/{run_id}")
 def read_run(run_id: str, request: Request, user: User = Depends(authenticate)) -> dict[str, Any]:
     with request.app.state.engine.connect() as conn:
-        return full(get_run(conn, user, run_id))
+        return _resolved(conn, user, get_run(conn, user, run_id))
+
+
+def _resolved(conn: Connection, user: User, row: Any) -> dict[str, Any]:
+    from .graph import resolve
+
+    out = full(row)
+    out["associations"] = resolve(conn, user, out["associations"], row.folder)
+    return out
 
 
 @router.put("/runs/{run_id}/meta")
