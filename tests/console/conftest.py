@@ -92,16 +92,8 @@ def _start(cmd: list[str], url: str, log: Path) -> subprocess.Popen[bytes]:
     raise RuntimeError("server did not start:\n" + log.read_text())
 
 
-def _serves_console() -> bool:
-    """Whether this tree's server has browser sign-in and serves the console itself."""
-    src = "".join(p.read_text() for p in (REPO / "em_server").rglob("*.py"))
-    return '"/session"' in src and "index.html" in src
-
-
 def start_server(tmp: Path) -> Server:
-    """``em server start`` on a fresh data directory, with user alice. Where this tree's server
-    does not yet have browser sign-in or serve the console, the same app with a stand-in for
-    those (tests/console/_standin_console.py)."""
+    """``em server start`` on a fresh data directory, with user alice."""
     data = tmp / "server-data"
     out = subprocess.run([sys.executable, "-m", "em_server.cli", "--data", str(data), "user",
                           "add", "alice"], capture_output=True, text=True, env=env_for(),
@@ -109,12 +101,8 @@ def start_server(tmp: Path) -> Server:
     key = KEY_RE.findall(out.stdout)[-1]
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    if _serves_console():
-        cmd = [sys.executable, "-m", "em_server.cli", "--data", str(data), "start", "--port",
-               str(port)]
-    else:
-        cmd = [sys.executable, str(Path(__file__).with_name("_standin_console.py")), str(data),
-               str(port)]
+    cmd = [sys.executable, "-m", "em_server.cli", "--data", str(data), "start", "--port",
+           str(port)]
     proc = _start(cmd, url, tmp / "server.log")
     return Server(url, key, tmp, proc)
 
@@ -295,6 +283,26 @@ def live_run(server: Server) -> Iterator[str]:
             assert time.monotonic() < deadline, "the live run never reached the server"
             time.sleep(0.2)
         yield str(runs[0]["id"])
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+@pytest.fixture
+def em_ui(server: Server, tmp_path: Path) -> Iterator[str]:
+    """``em ui DIR`` (python -m em_server.ui) on the .em directory mlp-a was recorded in;
+    yields the address it prints."""
+    top = server.tmp / "runs" / "mlp-a" / ".em"
+    proc = subprocess.Popen([sys.executable, "-m", "em_server.ui", str(top), "--port",
+                             str(free_port()), "--data", str(tmp_path / "ui-data")],
+                            stdout=subprocess.PIPE, stderr=open(tmp_path / "ui.log", "wb"),
+                            text=True, env=env_for())
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # "em ui: http://127.0.0.1:P/ (runs in DIR)"
+        m = re.search(r"http://127\.0\.0\.1:\d+/", line)
+        assert m, line + (tmp_path / "ui.log").read_text()
+        yield m.group(0).rstrip("/")
     finally:
         proc.terminate()
         proc.wait(30)

@@ -281,3 +281,31 @@ def test_metric_column_picked_in_the_list(console: Any, server: Any) -> None:
             cells = page.locator(f"#runs tr[data-run-name='{name}'] td").all_text_contents()
             assert float(cells[-1]) == float(f"{last:.6g}"), cells  # 6 significant digits
     console.shot("runs-columns")
+
+
+def test_em_ui_local_directory_no_sign_in(browser: Any, em_ui: str, shots: Any) -> None:
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)
+    page = ctx.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(em_ui + "/")
+    page.wait_for_selector("main[data-ready='1']", timeout=20_000)
+    assert "/signin" not in page.url  # local mode: no sign-in page
+    assert page.locator("#signout").count() == 0
+    assert page.locator("#who .badge").text_content() == "local"
+    # the mirror ingests the directory's runs; the list shows them (reload until it has)
+    for _ in range(60):
+        if page.locator("#runs tr[data-run-name='mlp-a']").count():
+            break
+        page.wait_for_timeout(500)
+        page.reload()
+        page.wait_for_selector("main[data-ready='1']", timeout=20_000)
+    page.screenshot(path=str(shots / "em-ui-runs.png"), full_page=True)
+    page.click("#runs tr[data-run-name='mlp-a'] a")
+    page.wait_for_url("**/run/*")
+    page.wait_for_selector("main[data-ready='1']", timeout=20_000)
+    assert page.locator("#run-name").text_content().startswith("mlp-a")
+    page.wait_for_selector(".chart[data-metric='loss'][data-drawn='1']")
+    page.screenshot(path=str(shots / "em-ui-run.png"), full_page=True)
+    assert not errors, errors
+    ctx.close()
