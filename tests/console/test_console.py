@@ -309,3 +309,18 @@ def test_em_ui_local_directory_no_sign_in(browser: Any, em_ui: str, shots: Any) 
     page.screenshot(path=str(shots / "em-ui-run.png"), full_page=True)
     assert not errors, errors
     ctx.close()
+
+
+def test_sort_by_a_hyperparameter_column(console: Any) -> None:
+    page = console.goto("/runs?folder=/alice/examples")
+    page.click("#columns-button")
+    page.check("#columns-menu input[data-col='hparam:lr']")
+    page.wait_for_selector("th[data-sort='hparam:lr']")
+    lr = "tr => tr.querySelector('td:last-child').textContent"
+    assert sorted(page.locator("#runs tbody tr").evaluate_all(f"rs => rs.map({lr})")) == \
+        ["0.05", "0.1"]
+    page.click("th[data-sort='hparam:lr']")  # highest first
+    page.wait_for_function("new URL(location.href).searchParams.get('sort') === '-hparam:lr'")
+    page.wait_for_function("document.querySelector('#runs tbody tr').dataset.runName === 'mlp-a'")
+    page.click("th[data-sort='hparam:lr']")
+    page.wait_for_function("document.querySelector('#runs tbody tr').dataset.runName === 'mlp-b'")
