@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import DataError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import __version__, db
@@ -45,6 +46,14 @@ class BodyLimit:
             if too_big:
                 resp = JSONResponse({"detail": f"request body over the limit of {limit} bytes"},
                                     status_code=413)
+                await resp(scope, receive, send)
+                return
+            # NUL in a path or query value: no database column can hold it (PostgreSQL
+            # refuses it outright), so it is bad input for every endpoint
+            query = scope.get("query_string", b"").lower()
+            if "\x00" in scope.get("path", "") or b"%00" in query or b"\x00" in query:
+                resp = JSONResponse({"detail": "NUL (%00) is not allowed in a path or query"},
+                                    status_code=400)
                 await resp(scope, receive, send)
                 return
             if length is None:
@@ -104,6 +113,13 @@ def create_app() -> FastAPI:
         if exc.headers and "x-em-length" in exc.headers:
             body["length"] = int(exc.headers["x-em-length"])
         return JSONResponse(body, status_code=exc.status_code)
+
+    @app.exception_handler(DataError)
+    async def _data(_req: Request, exc: DataError) -> Response:
+        # a value the database cannot store (NUL in a JSON string on PostgreSQL, a number
+        # out of its column's range): bad input, answered without the value itself
+        return JSONResponse({"detail": "a value in the request cannot be stored: "
+                             f"{type(exc.orig).__name__}"}, status_code=400)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_req: Request, exc: RequestValidationError) -> Response:

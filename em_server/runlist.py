@@ -25,6 +25,7 @@ from .runs import jsonable, summary
 
 router = APIRouter()
 COLUMNS_SCAN = 1000  # /runs/columns looks at the most recent runs only
+MAX_DEPTH = 64  # levels of a dotted hyperparameter key to sort by
 
 
 def _json_path(col: Any, parts: list[str], dialect: str) -> ColumnElement[Any]:
@@ -48,7 +49,11 @@ def _sort_key(key: str, dialect: str) -> ColumnElement[Any]:
         raise HTTPException(400, f"invalid sort {key!r}: expected start, duration, name, "
                                  "status, hparam:<dotted.key> or metric:<type>/<name>")
     if kind == "hparam":
-        return _json_path(c.meta, ["hparams", *rest.split(".")], dialect)
+        parts = rest.split(".")
+        if len(parts) > MAX_DEPTH:  # PostgreSQL takes at most 100 arguments per function
+            raise HTTPException(400, f"invalid sort {key[:80]!r}...: a hyperparameter key "
+                                     f"deeper than {MAX_DEPTH} levels")
+        return _json_path(c.meta, ["hparams", *parts], dialect)
     return _json_path(c.last, [rest], dialect)
 
 
@@ -88,6 +93,10 @@ def list_runs(request: Request, folder: str, recursive: bool = False, name: str 
     run as ``columns``.
     """
     folder = check_path(folder)
+    for what, value in (("name", name), ("label", label), ("status", status), ("q", q),
+                        ("sort", sort), ("columns", columns)):
+        if value is not None and "\x00" in value:  # PostgreSQL text cannot hold NUL
+            raise HTTPException(400, f"invalid {what} {value!r}: NUL is not allowed")
     c = db.runs.c
     cond = [or_(c.folder == folder, c.folder.startswith(folder + "/", autoescape=True))
             if recursive else c.folder == folder]

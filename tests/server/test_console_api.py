@@ -285,10 +285,29 @@ def test_unknown_folders_and_odd_list_arguments_are_4xx_never_5xx(
         for params in [{"sort": "hparam:"}, {"sort": 'hparam:a"b'}, {"sort": "metric:"},
                        {"sort": "bogus"}, {"columns": "name"}, {"columns": "hparam:x,,"},
                        {"sort": "-hparam:" + "x." * 100}, {"page": 0}, {"page_size": 10**6},
-                       {"q": "%_\\'\"<script>"}]:
+                       {"q": "%_\\'\"<script>"}, {"q": "a\x00b"}, {"label": "\x00"}]:
             r = c.get("/runs", params={"folder": "/alice/console", **params})
             assert r.status_code < 500, (params, r.status_code, r.text)
         assert c.get("/runs", params={"folder": "/alice/console", "q": "%"}).json()[
             "total"] == 0  # a LIKE wildcard is matched as itself
         assert c.get("/graph", params={"id": recorded["ids"]["lr-0"],
                                        "depth": -1}).status_code in (400, 422)
+
+
+def test_nul_in_a_path_query_or_json_string_is_a_400(server: Server, alice: str) -> None:
+    # PostgreSQL cannot store NUL at all: each used to be a 500 there
+    with server.client(alice) as c:
+        for path in ["/runs/%00", "/artifacts/%00", "/graph?id=%00", "/runs/%00/log",
+                     "/runs?folder=/alice&q=%00", "/runs/by-path?path=/alice/a%00b"]:
+            r = c.get(path)
+            assert r.status_code == 400 and "NUL" in r.json()["detail"], (path, r.text)
+        r = c.post("/runs", json={"folder": "/alice/nul", "make_folder": True,
+                                  "conflict_strategy": "new",
+                                  "meta": {"name": "nul-run", "alternative_name": "nul-run_1",
+                                           "description": "a\x00b"}})
+        # SQLite stores it (201), PostgreSQL cannot (400): never a 500, never a partial run
+        assert r.status_code in (201, 400), r.text
+        listed = c.get("/runs", params={"folder": "/alice/nul"})
+        assert listed.status_code in (200, 404)
+        if r.status_code == 400:
+            assert listed.status_code == 404 or listed.json()["total"] == 0
