@@ -78,6 +78,16 @@ def _counting(receive: Receive, limit: int) -> Receive:
     return wrapped
 
 
+async def binary_body(request: Request) -> bytes:
+    """A binary request body, read whole; 413 as soon as it passes ``BINARY_LIMIT``."""
+    body = bytearray()
+    async for part in request.stream():
+        body += part
+        if len(body) > BINARY_LIMIT:
+            raise HTTPException(413, f"request body over the limit of {BINARY_LIMIT} bytes")
+    return bytes(body)
+
+
 def create_app() -> FastAPI:
     """The app, on the database named by the environment (upgraded to the newest schema)."""
     from . import (

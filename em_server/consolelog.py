@@ -14,7 +14,7 @@ from sqlalchemy import and_, insert, select, update
 from sqlalchemy.engine import Engine
 
 from . import db
-from .app import BINARY_LIMIT
+from .app import binary_body
 from .auth import User, authenticate
 from .runs import get_run
 
@@ -35,15 +35,11 @@ async def put_console(run_id: str, request: Request, offset: int = Query(ge=0),
     """Bytes ``[offset, offset+len)`` of the local console.log. A range already held is
     acknowledged and not stored again; one starting past the held length is a 409 that
     carries the length to resume from."""
-    body = bytearray()
-    async for part in request.stream():
-        body += part
-        if len(body) > BINARY_LIMIT:
-            raise HTTPException(413, f"request body over the limit of {BINARY_LIMIT} bytes")
+    body = await binary_body(request)
     from starlette.concurrency import run_in_threadpool
 
     return await run_in_threadpool(_append, request.app.state.engine, user, run_id, offset,
-                                   bytes(body))
+                                   body)
 
 
 def _append(engine: Engine, user: User, run_id: str, offset: int, body: bytes) -> dict[str, int]:

@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection
 from em_core._metricfile import HEADER, MAGIC, TRAILER_XOR, VERSION
 
 from . import db, summaries
-from .app import BINARY_LIMIT
+from .app import binary_body
 from .auth import User, authenticate
 from .runs import get_run, jsonable
 
@@ -137,15 +137,11 @@ def metrics_length(run_id: str, request: Request,
 @router.put("/runs/{run_id}/metrics")
 async def put_metrics(run_id: str, request: Request, offset: int = Query(ge=0),
                       user: User = Depends(authenticate)) -> dict[str, int]:
-    body = bytearray()
-    async for part in request.stream():
-        body += part
-        if len(body) > BINARY_LIMIT:
-            raise HTTPException(413, f"request body over the limit of {BINARY_LIMIT} bytes")
+    body = await binary_body(request)
     from starlette.concurrency import run_in_threadpool
 
     return await run_in_threadpool(_apply, request.app.state.engine, user, run_id, offset,
-                                   bytes(body))
+                                   body)
 
 
 def _apply(engine: Any, user: User, run_id: str, offset: int, body: bytes) -> dict[str, int]:
