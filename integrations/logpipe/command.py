@@ -43,8 +43,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--folder", default="default",
                         help="server folder for --upload (default: %(default)s)")
     parser.add_argument("--upload", action="store_true",
-                        help="mark the run for upload when it ends (stored with the run; "
-                             "uploading comes with the em server)")
+                        help="upload the run to the em server while it records (auto_upload: "
+                             "needs `em login`; a server that is down never stops the pipe)")
     parser.add_argument("--make-folder", action="store_true",
                         help="create the --folder on the server if missing")
     parser.add_argument("--label", action="append", default=[], dest="labels",

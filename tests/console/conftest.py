@@ -23,6 +23,8 @@ import httpx
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+#: a real Caffe training log (1,293 lines), piped through `em caffe --upload`
+CAFFE_LOG = REPO.parent / "shared" / "corpus" / "caffe" / "qiexing__caffe-regression__caffe.log"
 CHROMIUM = "/usr/bin/chromium"
 KEY_RE = re.compile(r"em_[A-Za-z0-9_-]{32,}")
 # planted in every user-supplied field; any of them running sets window.__pwned
@@ -162,6 +164,23 @@ with em.create_run(name="live", hparams={"lr": 0.01}, auto_upload=True, folder="
 """
 
 
+def _caffe_run(srv: Server) -> str:
+    """`em caffe --upload` fed a real Caffe log; the run's id once the server has its whole
+    console.log."""
+    cwd = srv.tmp / "caffe"
+    cwd.mkdir()
+    with open(CAFFE_LOG, "rb") as log:
+        out = subprocess.run([sys.executable, "-m", "integrations.caffe", "--name", "caffe-log",
+                              "--upload", "--folder", "caffe", "--make-folder"],
+                             stdin=log, cwd=cwd, env=env_for(srv), capture_output=True,
+                             timeout=180)
+    assert out.returncode == 0, out.stderr.decode()
+    assert out.stdout == CAFFE_LOG.read_bytes()  # passed through byte for byte
+    run = srv.find("caffe-log", out.stderr.decode())
+    assert run["status"] == "Complete", run
+    return str(run["id"])
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv = start_server(tmp_path_factory.mktemp("console"))
@@ -171,6 +190,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     for name in ("mlp-a", "mlp-b", "broken"):
         srv.runs[name] = srv.find(name, err)["id"]
     srv.runs["payload"] = srv.find(PAYLOADS[0], err)["id"]
+    srv.runs["caffe"] = _caffe_run(srv)
     yield srv
     srv.proc.terminate()
     try:
@@ -244,6 +264,12 @@ def console(anon: Console) -> Console:
     """A signed-in browser page."""
     anon.sign_in()
     return anon
+
+
+@pytest.fixture(scope="session")
+def caffe_log() -> Path:
+    """The Caffe log the server's `caffe-log` run was recorded from."""
+    return CAFFE_LOG
 
 
 @pytest.fixture(scope="session")

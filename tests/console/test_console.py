@@ -324,3 +324,49 @@ def test_sort_by_a_hyperparameter_column(console: Any) -> None:
     page.wait_for_function("document.querySelector('#runs tbody tr').dataset.runName === 'mlp-a'")
     page.click("th[data-sort='hparam:lr']")
     page.wait_for_function("document.querySelector('#runs tbody tr').dataset.runName === 'mlp-b'")
+
+
+def test_training_log_search_and_chart_point_to_its_line(console: Any, server: Any,
+                                                          caffe_log: Any) -> None:
+    """An `em caffe` run: its log in full, a search, and a chart point leading to its line."""
+    lines = caffe_log.read_text().splitlines()
+    total = ".toolbar:has(#log-search) .muted"
+    page = console.goto(f"/run/{server.runs['caffe']}")
+    page.wait_for_selector("#log [data-line='1']")
+    assert page.locator(total).text_content() == f"{len(lines)} lines"
+    shown = page.locator("#log > div").evaluate_all(
+        "ds => ds.slice(0, 5).map(d => d.childNodes[1].textContent)")
+    assert shown == lines[:5]
+    console.shot("run-log")
+    # search: the count and every line shown match the log itself
+    query = "Test net output #0"
+    matching = [ln for ln in lines if query in ln]
+    page.fill("#log-search", query)
+    page.wait_for_function("n => document.querySelectorAll('#log > div').length === n",
+                           arg=len(matching))
+    assert page.locator(total).text_content() == f"{len(matching)} lines matching"
+    found = page.locator("#log > div").evaluate_all(
+        "ds => ds.map(d => [+d.dataset.line, d.childNodes[1].textContent])")
+    assert [t for _, t in found] == matching
+    assert all(lines[n - 1] == t for n, t in found)  # the numbers are the lines' own
+    # click a point in the middle of the loss chart: the log scrolls to that iteration's line
+    xy = page.evaluate("""() => {
+        const u = window.emConsole.charts.find(c => c.el.dataset.metric === 'loss').u;
+        const k = Math.floor(u.data[0].length / 2);
+        const ys = u.data.slice(1).find(ys => ys[k] != null);
+        return {step: u.data[0][k], x: u.valToPos(u.data[0][k], 'x'), y: u.valToPos(ys[k], 'y')};
+    }""")
+    over = page.locator(".chart[data-metric='loss'] .u-over")
+    over.evaluate("e => e.scrollIntoView({block: 'center'})")  # clear of the sticky header
+    box = over.bounding_box()
+    # a loss near 0 is drawn on the plot's lower edge: stay inside it (uPlot picks the point
+    # nearest in x)
+    x, y = box["x"] + xy["x"], box["y"] + min(max(xy["y"], 3), box["height"] - 3)
+    page.mouse.move(box["x"] + 5, box["y"] + 5)  # enter the plot first: uPlot tracks from there
+    page.mouse.move(x, y, steps=3)
+    page.mouse.click(x, y)
+    hit = page.wait_for_selector("#log > div.hit")
+    n = int(hit.get_attribute("data-line"))
+    assert f"Iteration {int(xy['step'])}," in lines[n - 1]
+    assert hit.evaluate("d => d.childNodes[1].textContent") == lines[n - 1]
+    console.shot("run-log-point")
