@@ -314,24 +314,45 @@ def _floats(a: np.ndarray) -> list[Any]:
     return out
 
 
+def _series_stats(conn: Connection, series_id: int) -> dict[str, Any] | None:
+    """Count, first/last step, last value and finite min/max of a series, from its chunk
+    summaries and its first and last chunk: a live run's page polls this, so it must not
+    read every point (only a series holding an infinity is read whole, to skip it)."""
+    cs = db.chunk_summaries.c
+    rows = conn.execute(select(cs.chunk_id, cs.n, cs.summary).where(
+        cs.series_id == series_id).order_by(cs.chunk_id)).all()
+    count = sum(r.n for r in rows)
+    if not count:
+        return None
+    ends = _points_of(conn, sorted({rows[0].chunk_id, rows[-1].chunk_id}))
+    first, last = ends[rows[0].chunk_id], ends[rows[-1].chunk_id]
+    u = np.frombuffer(b"".join(r.summary for r in rows), dtype=summaries.SUMMARY)
+    lo, hi = u["min_val"], u["max_val"]
+    if np.isinf(lo).any() or np.isinf(hi).any():
+        vals = _load(conn, series_id)[3]
+        lo = hi = vals[np.isfinite(vals)]
+    else:  # a block's extremes skip NaN; a block of NaN alone has NaN for both
+        lo, hi = lo[~np.isnan(lo)], hi[~np.isnan(hi)]
+    return {"count": count, "first_step": int(first[0][0]), "last_step": int(last[0][-1]),
+            "last": float(last[3][-1]),
+            "min": float(lo.min()) if len(lo) else math.nan,
+            "max": float(hi.max()) if len(hi) else math.nan}
+
+
 @router.get("/runs/{run_id}/series")
 def list_series(run_id: str, request: Request,
                 user: User = Depends(authenticate)) -> dict[str, Any]:
+    """Every metric series of a run, with its point count, first and last step, last value
+    and the minimum and maximum of its finite values."""
     out = []
     with request.app.state.engine.connect() as conn:
         get_run(conn, user, run_id)
         for sid, type_, name in conn.execute(select(db.series.c.id, db.series.c.type,
                                                     db.series.c.name).where(
                 db.series.c.run_id == run_id).order_by(db.series.c.id)).all():
-            steps, _e, _t, vals = _load(conn, sid)
-            if not len(steps):
-                continue
-            fin = vals[np.isfinite(vals)]
-            out.append(jsonable({"type": type_, "name": name, "count": int(len(steps)),
-                                 "first_step": int(steps[0]), "last_step": int(steps[-1]),
-                                 "last": float(vals[-1]),
-                                 "min": float(fin.min()) if len(fin) else math.nan,
-                                 "max": float(fin.max()) if len(fin) else math.nan}))
+            stats = _series_stats(conn, sid)
+            if stats is not None:
+                out.append(jsonable({"type": type_, "name": name, **stats}))
     return {"series": out}
 
 

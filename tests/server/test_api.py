@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 
 import em_core as em
@@ -231,3 +232,40 @@ def test_an_oversized_body_is_refused(server: Server, alice: str) -> None:
         r = c.post("/runs", content=b" " * ((16 << 20) + 1),
                    headers={"Content-Type": "application/json"})
         assert r.status_code == 413 and "limit" in r.json()["detail"]
+
+
+def test_series_stats_over_several_chunks_with_nan_and_infinity(server: Server,
+                                                                 alice: str) -> None:
+    """/series's count, first/last step, last value and finite min/max, computed from chunk
+    summaries, equal those of the points themselves (three chunks, two uploads)."""
+    rng = np.random.default_rng(5)
+    vals = {"plain": rng.normal(size=25_000), "nan": rng.normal(size=25_000),
+            "inf": rng.normal(size=25_000), "allnan": np.full(40, math.nan)}
+    vals["nan"][::7] = math.nan
+    vals["nan"][-1] = math.nan  # the last value is NaN
+    vals["inf"][12_345] = math.inf
+    vals["inf"][20_000] = -math.inf
+    run = em.create_run(name="stats")
+    for i in range(25_000):
+        run.log("train", {k: float(v[i]) for k, v in vals.items() if i < len(v)}, step=i + 3)
+    run.finish()
+    path = Path(run._path)
+    end, _ = _valid_end(str(path / "metrics.bin"))
+    data = (path / "metrics.bin").read_bytes()[:end]
+    cuts = boundaries(data)
+    cut = cuts[len(cuts) // 2]
+    with server.client(alice) as c:
+        meta = json.loads((path / "run.json").read_text())
+        rid = c.post("/runs", json={"folder": "/alice/stats", "meta": meta}).json()["id"]
+        for lo, hi in ((0, cut), (cut, len(data))):
+            r = c.put(f"/runs/{rid}/metrics", params={"offset": lo}, content=data[lo:hi],
+                      headers={"Content-Type": "application/octet-stream"})
+            assert r.status_code == 200, r.text
+        got = {s["name"]: s for s in c.get(f"/runs/{rid}/series").json()["series"]}
+    for name, v in vals.items():
+        fin = v[np.isfinite(v)]
+        want = {"count": len(v), "first_step": 3, "last_step": len(v) + 2,
+                "min": float(fin.min()) if len(fin) else "NaN",
+                "max": float(fin.max()) if len(fin) else "NaN"}
+        assert {k: got[name][k] for k in want} == want, name
+        assert got[name]["last"] == ("NaN" if math.isnan(v[-1]) else v[-1]), name
