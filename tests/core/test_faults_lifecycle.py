@@ -273,17 +273,20 @@ def test_forked_helper_does_not_keep_sigkilled_run_alive(tmp_path: Path) -> None
         run = em.create_run(name='forks')
         pid = os.fork()
         if pid == 0:
+            # the fork hooks ran before this line: only now has the helper closed its copy
+            # of the lock (on a loaded machine the parent can be killed before that)
+            print('helper ready', flush=True)
             time.sleep(30)
             os._exit(0)
-        print(pid)
-        print('ready')
+        print(pid, flush=True)
         time.sleep(60)
         """)
     helper = 0
     try:
         assert proc.stdout is not None
-        helper = int(proc.stdout.readline())
-        _wait_for(proc, "ready")
+        got = sorted(proc.stdout.readline().strip() for _ in range(2))
+        helper = int(got[0])  # digits sort before letters
+        assert got[1] == "helper ready", got
         proc.send_signal(signal.SIGKILL)
         proc.wait(TIMEOUT)
         os.kill(helper, 0)  # the helper is still alive
