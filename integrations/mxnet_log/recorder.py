@@ -80,10 +80,14 @@ class MXNetRecorder:
         """Parse whole lines and record their events."""
         handle = self.handle
         log = self.run.log
+        checkpoints: list[str] = []  # added once per block: one run.json write for all
         for event in self.parser.feed_bytes(block):
             # batch reports are nearly every event: handled here, without a call
             if type(event) is not BatchLog:
-                handle(event)
+                if type(event) is Checkpoint:
+                    checkpoints.append(event.path)
+                else:
+                    handle(event)
                 continue
             epoch = event.epoch
             if epoch != self._epoch:
@@ -101,6 +105,7 @@ class MXNetRecorder:
             if metrics:
                 log("train", metrics, step, epoch)
                 self._trained = True
+        self._checkpoints.add(checkpoints)
 
     def idle(self) -> None:
         """Nothing waits for a pause: every event is recorded as its line is read."""
