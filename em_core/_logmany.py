@@ -19,7 +19,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._scalar import INT64_MAX, INT64_MIN, direct_kind, show
 from .errors import handle_problem
@@ -46,124 +46,151 @@ def log_many(run: Any, type_: Any, steps: Any, metrics: Any, epochs: Any,
         handle_problem(problem, key=f"log_many:{type(problem).__name__}", stacklevel=3)
         return
     n = len(steps)
-    if n == 0:
-        return
-    columns = [[list(col) for col in g.values()] for g in groups]
-    names = [tuple(g) for g in groups]
-    epoch_col = list(epochs) if isinstance(epochs, Sequence) else None
-    steps = list(steps)
+    names = tuple(tuple(g) for g in groups)
+    columns = [list(g.values()) for g in groups]
+    epoch_col = None if epochs is None or epochs.__class__ is int else epochs
     done = 0
     while done < n:
-        packed = _pack(run, type_, names, columns, steps, epochs, epoch_col, done, clock)
-        done += packed
+        done += _pack(run, type_, names, columns, steps, epochs, epoch_col, done, clock)
         if done < n:  # the row at `done` goes the validating way (it may make room)
-            _one_row(run, type_, names, columns, steps, epochs, epoch_col, done)
+            epoch = epochs if epoch_col is None else epoch_col[done]
+            for group_names, cols in zip(names, columns):
+                run.log(type_, {name: col[done] for name, col in zip(group_names, cols)},
+                        steps[done], epoch)
             done += 1
+
+
+def _sequence(x: Any) -> bool:
+    return x.__class__ in (list, tuple) or (isinstance(x, Sequence)
+                                            and not isinstance(x, (str, bytes)))
 
 
 def _shape_problem(steps: Any, groups: Any, epochs: Any) -> Exception | None:
     """Why the call's arguments are not rows at all (lengths that disagree, wrong types)."""
-    if not isinstance(steps, Sequence) or isinstance(steps, (str, bytes)):
+    if not _sequence(steps):
         return TypeError(f"log_many(): steps must be a sequence of ints, got {show(steps)}")
-    if not isinstance(groups, Sequence) or not all(isinstance(g, Mapping) for g in groups):
+    if not _sequence(groups) or not all(isinstance(g, Mapping) for g in groups):
         return TypeError("log_many(): metrics must be a dict of name -> sequence of values "
                          f"(or a list of such dicts), got {show(groups)}")
     n = len(steps)
     for g in groups:
         for name, col in g.items():
-            if not isinstance(col, Sequence) or isinstance(col, (str, bytes)) or len(col) != n:
+            if not _sequence(col) or len(col) != n:
                 return ValueError(f"log_many(): metric {show(name)} must have one value per "
                                   f"step ({n}), got {show(col)}")
-    if isinstance(epochs, Sequence) and not isinstance(epochs, (str, bytes)) \
+    if not (epochs is None or epochs.__class__ is int or not _sequence(epochs)) \
             and len(epochs) != n:
         return ValueError(f"log_many(): epochs must be None, one int or one per step ({n}), "
                           f"got {show(epochs)}")
     return None
 
 
-def _one_row(run: Any, type_: Any, names: list[tuple[str, ...]], columns: list[list[list[Any]]],
-             steps: list[Any], epochs: Any, epoch_col: list[Any] | None, i: int) -> None:
-    """Row ``i`` through ``Run.log``: one call per group, in order."""
-    epoch = epochs if epoch_col is None else epoch_col[i]
-    for group_names, cols in zip(names, columns):
-        run.log(type_, {name: col[i] for name, col in zip(group_names, cols)}, steps[i], epoch)
-
-
-def _classes(values: list[Any]) -> type | None:
+def _one_class(values: Any) -> type | None:
     """The one class of ``values``, or None if they have several."""
     found = set(map(type, values))
     return found.pop() if len(found) == 1 else None
 
 
-def _pack(run: Any, type_: Any, names: list[tuple[str, ...]], columns: list[list[list[Any]]],
-          steps: list[Any], epochs: Any, epoch_col: list[Any] | None, start: int,
+class _Plan(NamedTuple):
+    """How rows of one (type, names, value classes) are packed: the value kinds, one row's
+    argument list to repeat (the records' sizes, schema ids, trailers), where each group's
+    step, epoch, time and values go in it, its length and byte size."""
+
+    kinds: tuple[str, ...]
+    row: list[Any]
+    slots: list[int]
+    width: int
+    size: int
+    ints: tuple[int, ...]  # which columns (all groups in a row) hold 'q' values
+
+
+def _plan(fast: dict[Any, Any], key: tuple[Any, ...], type_: Any,
+          names: tuple[tuple[str, ...], ...], classes: tuple[type, ...]) -> _Plan | None:
+    """The packing plan of ``key``, made once per writer from the layouts ``Run.log``
+    declared (None while one is not declared)."""
+    plan = fast.get(key)
+    if plan is not None:
+        return plan  # type: ignore[no-any-return]
+    row: list[Any] = []
+    slots, kinds, ints = [], [], []
+    at = 0
+    for group_names in names:
+        group_classes = classes[at:at + len(group_names)]
+        shape = fast.get((type_, *group_names, *group_classes))
+        kind = "".join(direct_kind(c) or "?" for c in group_classes)
+        if shape is None or "?" in kind:
+            return None
+        ints += [at + j for j, k in enumerate(kind) if k == "q"]
+        at += len(group_names)
+        size, sid, trailer = shape[1], shape[2], shape[3]
+        slots.append(len(row))
+        row += [size, sid, 0, 0, 0.0, *([0] * len(group_names)), trailer]
+        kinds.append(kind)
+    plan = _Plan(tuple(kinds), row, slots, len(row),
+                 sum(row[s] for s in slots), tuple(ints))
+    fast[key] = plan  # a key no log() call makes: it holds tuples of names
+    return plan
+
+
+def _pack(run: Any, type_: Any, names: tuple[tuple[str, ...], ...], columns: list[list[Any]],
+          steps: Any, epochs: Any, epoch_col: Any, start: int,
           clock: Callable[[], float]) -> int:
     """Pack rows from ``start`` on straight into the mapped log; returns how many were (0:
     the row at ``start`` needs ``Run.log``)."""
-    n = len(steps) - start
+    w = run._writer
+    if w is None:  # ended, or a forked child's copy: Run.log explains
+        return 0
+    if start:
+        columns = [[col[start:] for col in cols] for cols in columns]
+        steps = steps[start:]
+        epoch_col = None if epoch_col is None else epoch_col[start:]
+    n = len(steps)
+    flat = [col for cols in columns for col in cols]
+    classes = tuple(map(_one_class, flat))
+    if None in classes:
+        return 0
     fast = run._fast
-    shapes, kinds = [], []
-    for group_names, cols in zip(names, columns):
-        tail = [col[start:] for col in cols] if start else cols
-        classes = [_classes(col) for col in tail]
-        if None in classes:
+    plan = _plan(fast, (type_, names, classes), type_, names, classes)  # type: ignore[arg-type]
+    if plan is None:
+        return 0
+    for j in plan.ints:
+        if min(flat[j]) < INT64_MIN or max(flat[j]) > INT64_MAX:
             return 0
-        kind = "".join(direct_kind(c) or "?" for c in classes)  # type: ignore[arg-type]
-        if "?" in kind or any(k == "q" and (min(col) < INT64_MIN or max(col) > INT64_MAX)
-                              for k, col in zip(kind, tail)):
-            return 0
-        shape = fast.get((type_, *group_names, *classes))
-        if shape is None:  # a layout Run.log has not declared (or not a valid one)
-            return 0
-        shapes.append(shape)
-        kinds.append(kind)
-    step_tail = steps[start:]
-    if _classes(step_tail) is not int or min(step_tail) < 0 or max(step_tail) > INT64_MAX:
+    if _one_class(steps) is not int or min(steps) < 0 or max(steps) > INT64_MAX:
         return 0
     if epoch_col is None:
-        if epochs is not None and (epochs.__class__ is not int or not 0 <= epochs <= INT64_MAX):
+        if epochs is not None and not 0 <= epochs <= INT64_MAX:
             return 0
-        epoch_tail: Any = [-1 if epochs is None else epochs] * n
-    else:
-        epoch_tail = epoch_col[start:]
-        if _classes(epoch_tail) is not int or min(epoch_tail) < 0 \
-                or max(epoch_tail) > INT64_MAX:
-            return 0
-    # One flat argument list for every record of every row, filled column by column.
-    row: list[Any] = []
-    slots = []  # (offset in a row of a group's values, its columns)
-    for (_, size, sid, trailer), group_cols in zip(shapes, columns):
-        slots.append((len(row), group_cols))
-        row += [size, sid, 0, 0, 0.0, *([0] * len(group_cols)), trailer]
-    width = len(row)
-    row_size = sum(s[1] for s in shapes)
-    w = run._writer
-    if w is None:
+        epoch_col = [-1 if epochs is None else epochs] * n
+    elif _one_class(epoch_col) is not int or min(epoch_col) < 0 or max(epoch_col) > INT64_MAX:
         return 0
-    key = tuple(kinds)
+    width, row_size = plan.width, plan.size
     with w.lock:
         p = w.pos
-        fits = min(n, (w.end - p) // row_size) if row_size else 0
+        fits: int = min(n, (w.end - p) // row_size)
         if fits <= 0 or w.mm is None or w.foreign:
             return 0
-        args = row * fits
-        now = clock()
-        for at, group_cols in slots:
-            args[at + 2::width] = step_tail[:fits]
-            args[at + 3::width] = epoch_tail[:fits]
-            args[at + 4::width] = [now] * fits
-            for j, col in enumerate(group_cols):
-                args[at + 5 + j::width] = col[start:start + fits]
+        if fits < n:
+            steps, epoch_col = steps[:fits], epoch_col[:fits]
+            flat = [col[:fits] for col in flat]
+        args = plan.row * fits
+        now = [clock()] * fits
+        values = iter(flat)
+        for at, group_names in zip(plan.slots, names):
+            args[at + 2::width] = steps
+            args[at + 3::width] = epoch_col
+            args[at + 4::width] = now
+            for j in range(len(group_names)):
+                args[at + 5 + j::width] = next(values)
         mm, off = w.mm, p - w.base
         full, rest = divmod(fits, _CHUNK)
         if full:
-            pack = _packer(key, _CHUNK)
+            pack = _packer(plan.kinds, _CHUNK)
             step = _CHUNK * width
             for c in range(full):
                 pack(mm, off, *args[c * step:(c + 1) * step])
                 off += _CHUNK * row_size
         if rest:
-            _packer(key, rest)(mm, off, *args[full * _CHUNK * width:])
+            _packer(plan.kinds, rest)(mm, off, *args[full * _CHUNK * width:])
         w.pos = p + fits * row_size
     return fits
-

@@ -18,6 +18,7 @@ from typing import Any
 from ..logpipe.values import parse_number as _number
 from .events import (
     BatchLog,
+    BatchRows,
     Checkpoint,
     Crash,
     EpochLog,
@@ -27,6 +28,7 @@ from .events import (
     Start,
     TrainingStart,
 )
+from .layouts import Layout, columns, layout_of
 
 __all__ = ["EPOCH_LINES", "MXNetLogParser"]
 
@@ -205,6 +207,13 @@ class MXNetLogParser:
         self._first = 1
         self._pos = 0
         self._counted = (0, 0)
+        # the block path (see layouts.py): the layout of the last batch reports, the last
+        # batch line the per-line paths read (its start, end, epoch and batch: a second line
+        # of one batch makes a two-line layout), and how many batch lines to read before
+        # trying to make a layout again after one could not be made
+        self._layout: Layout | None = None
+        self._last: tuple[int, int, str, str] | None = None
+        self._patience = 0
 
     def feed(self, line: str | bytes) -> list[MXNetEvent]:
         """Parse one line; returns its events (at most two: a :class:`Rewind` first)."""
@@ -218,6 +227,17 @@ class MXNetLogParser:
 
     def feed_bytes(self, block: bytes) -> list[MXNetEvent]:
         """Parse a block of whole lines (the pipe's fast path)."""
+        out: list[MXNetEvent] = []
+        for event in self.feed_block(block):
+            if type(event) is BatchRows:
+                out += event.batch_logs()
+            else:
+                out.append(event)  # type: ignore[arg-type]
+        return out
+
+    def feed_block(self, block: bytes) -> list[MXNetEvent | BatchRows]:
+        """:meth:`feed_bytes`, but a run of batch reports printed in one layout comes as one
+        :class:`BatchRows` (the recorder's path: it logs the rows at once)."""
         text = block.decode("utf-8", "replace")
         if "\r" in text:
             text = text.replace("\r\n", "\n")
@@ -227,8 +247,8 @@ class MXNetLogParser:
         self.lines += text.count("\n") + (text[-1] != "\n")
         # a '\n' before every line, none after the last: where EPOCH_LINES's matches start
         text = "\n" + (text[:-1] if text[-1] == "\n" else text)
-        self._text, self._counted = text, (0, 0)
-        out: list[MXNetEvent] = []
+        self._text, self._counted, self._last = text, (0, 0), None
+        out: list[MXNetEvent | BatchRows] = []
         stops = iter(_rare_lines(text))  # the lines EPOCH_LINES must not see, then the end
         stop = next(stops)
         pos = 0  # the '\n' before the next line
@@ -238,19 +258,96 @@ class MXNetLogParser:
                 if end < 0:
                     end = len(text)
                 self._pos = pos
-                self._line(text[pos + 1:end], out)
+                self._line(text[pos + 1:end], out)  # type: ignore[arg-type]
                 pos = end
                 while stop < pos:
                     stop = next(stops)
                 continue
-            self._matches(text, pos, stop, out)
-            pos = stop
+            layout = self._layout
+            if layout is None:
+                pos = self._matches(text, pos, stop, out)  # type: ignore[arg-type]
+                continue
+            pos = self._scan(layout, text, pos, stop, out)  # type: ignore[arg-type]
         self._text = None
         return out
 
-    def _matches(self, text: str, pos: int, stop: int, out: list[MXNetEvent]) -> None:  # noqa: C901 - the per-line loop of the fast path, inlined: a call per line costs more than the line
+    def _scan(self, layout: Layout, text: str, pos: int, stop: int,
+              out: list[MXNetEvent | BatchRows]) -> int:
+        """The lines of ``text[pos:stop]``: runs of ``layout`` reports found by one pass of
+        its pattern (:meth:`_rows`), the lines between them by :meth:`_matches`. Returns
+        where it stopped: ``stop``, or where the layout changed or the per-line path must
+        go on."""
+        found = layout.row.finditer(text, pos, stop)
+        m = next(found, None)
+        while m is not None:
+            start = m.start()
+            if start != pos:  # the lines before the run, the per-line way
+                at = self._matches(text, pos, start, out)  # type: ignore[arg-type]
+                if at != start or self._layout is not layout or self._traceback:
+                    return at
+                pos = start
+            rows = [m.groups()]
+            end = m.end()
+            for m in found:  # the run goes on while its lines follow each other
+                if m.start() != end:
+                    break
+                rows.append(m.groups())
+                end = m.end()
+            else:
+                m = None
+            done = self._rows(layout, rows, text, pos, end, out)
+            if done != end:  # it stopped early: go on from there with a fresh pass
+                if done == pos:  # its first report goes back: the per-line way
+                    for _ in layout.lines:
+                        done = text.find("\n", done + 1)
+                    if done < 0 or done > end:
+                        done = end
+                    self._matches(text, pos, done, out, learn=False)  # type: ignore[arg-type]
+                return done
+            pos = end
+        return self._matches(text, pos, stop, out) if pos < stop else stop  # type: ignore[arg-type]
+
+    def _rows(self, layout: Layout, found: list[tuple[str, ...]], text: str, pos: int,
+              end: int, out: list[MXNetEvent | BatchRows]) -> int:
+        """The reports of a run of ``layout`` lines (``text[pos:end]``, taken apart in
+        ``found``), as :class:`BatchRows` of one epoch; returns where it stopped (``end``,
+        or the ``'\n'`` of a report the per-line path must read: one going back)."""
+        cols = columns(layout, found)
+        if cols is None:  # a value float() does not read: the whole run the per-line way
+            self._matches(text, pos, end, out, learn=False)  # type: ignore[arg-type]
+            return end
+        epochs, batches, reports = cols
+        n = len(batches)
+        # reports of one epoch, batches increasing: else the per-line path decides
+        cut = n
+        first = epochs[0]
+        if epochs.count(first) != n:
+            cut = list(map(first.__eq__, epochs)).index(False)
+        if n > 1:
+            rising = list(map(int.__lt__, batches, batches[1:]))
+            if False in rising:
+                cut = min(cut, rising.index(False) + 1)
+        epoch, batch = int(first), batches[0]
+        if (epoch, batch) <= (self._epoch, self._batch):
+            return pos
+        self._epoch, self._batch = epoch, batches[cut - 1]
+        self._names = {name: 0.0 for shape in layout.lines for name in shape.names}
+        if cut < n:
+            batches = batches[:cut]
+            reports = [(names, [c[:cut] for c in values], None if speeds is None
+                        else speeds[:cut]) for names, values, speeds in reports]
+            for _ in range(cut * len(layout.lines)):
+                pos = text.find("\n", pos + 1)
+        else:
+            pos = end
+        out.append(BatchRows(epoch, batches, reports))
+        return pos
+
+    def _matches(self, text: str, pos: int, stop: int, out: list[MXNetEvent],  # noqa: C901 - the per-line loop, inlined: a call per line costs more than the line
+                 learn: bool = True) -> int:
         """The lines of ``text[pos:stop]`` with 'Epoch' (see EPOCH_LINES), in the usual forms
-        here, others by :meth:`_line`."""
+        here, others by :meth:`_line`. Returns where it stopped: ``stop``, or (``learn``)
+        the end of a batch line whose layout the block path can read from there on."""
         new_tuple = tuple.__new__  # BatchLog(...) without its Python-level __new__
         for m in EPOCH_LINES.finditer(text, pos, stop):
             (epoch, batch, speed, loss, tokens, n1, v1, n2, v2, val, name, value, tc,
@@ -288,11 +385,33 @@ class MXNetLogParser:
                             self._order(e, k, metrics, m.start(), out)
                         out.append(new_tuple(BatchLog, (
                             e, k, metrics, None if speed is None else float(speed), None)))
+                        if learn and self._learn(text, m.start(), m.end(), epoch, batch):
+                            return m.end()
                         continue
                 except ValueError:  # a value float() does not read: _line decides
                     pass
             self._pos = m.start()
             self._line(m.group()[1:], out)
+        return stop
+
+    def _learn(self, text: str, start: int, end: int, epoch: str, batch: str) -> bool:
+        """Whether the batch line at ``text[start:end]`` (with the one before it, when that
+        reports the same batch) gives a new layout for the block path, made current."""
+        last, self._last = self._last, (start, end, epoch, batch)
+        if self._patience > 0:
+            self._patience -= 1
+            return False
+        lines = [text[start + 1:end]]
+        if last is not None and last[1] == start and last[2:] == (epoch, batch):
+            lines.insert(0, text[last[0] + 1:start])
+        layout = layout_of(lines)
+        if layout is None:
+            self._patience = 32  # a log whose reports have none: do not pay for it per line
+            return False
+        if layout is self._layout:
+            return False
+        self._layout = layout
+        return True
 
     def _tail(self, tokens: str) -> dict[str, float]:
         """:func:`_batch_metrics` of ``tokens``, by the last lines' layout when it fits."""
