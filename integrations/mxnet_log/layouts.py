@@ -17,20 +17,16 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
+from .forms import RARE_WORDS, TOKEN, VALUE_CHARS
+
 __all__ = ["Layout", "LineShape", "columns", "layout_of"]
 
-_NAME = r"[!-9;<>-Z\\-~]+"  # as the parser's EPOCH_LINES: printable ASCII but ' ', ':', '=', '['
-_VALUE = r"[-+.0-9A-Za-z_]+"  # what float() may read, and no whitespace
-_TOKEN = re.compile(f"({_NAME})=({_VALUE})")
 _LOSS = re.compile(r" Loss\[[^\t\n \]]+\]")
 # One batch line, as EPOCH_LINES's batch branch reads it; the parts that stay literal
 _SHAPE = re.compile(r"(\[[0-9]+,0\]<std\w+>:|)([^E\n]*)Epoch\[[0-9]+\]( Rank\[0\]|)"
                     r"( Batch ?\[)([0-9]+-|)[0-9]+\]"
-                    rf"(\tSpeed: {_VALUE} samples/sec|)([^\n]*)")
+                    rf"(\tSpeed: {VALUE_CHARS} samples/sec|)([^\n]*)")
 _DIGITS = re.compile(r"([0-9]+)")
-# Lines the parser hands to its per-line path whatever they hold (see parser._RARE_WORDS)
-_RARE_WORDS = ("Namespace(", "Saved checkpoint", "Traceback", "Start training",
-               "Segmentation fault", "terminate called after")
 
 
 class LineShape(NamedTuple):
@@ -67,10 +63,10 @@ def _line(text: str, first: bool) -> tuple[str, LineShape] | None:
     shape of one batch line, or None where the parser might read a line of that pattern
     otherwise than its batch branch does."""
     m = _SHAPE.fullmatch(text)
-    if m is None or any(w in text for w in _RARE_WORDS):
+    if m is None or any(w in text for w in RARE_WORDS):
         return None
     mpi, rest, rank, batch, dash, speed, tail = m.groups()
-    value = f"({_VALUE})"
+    value = f"({VALUE_CHARS})"
     if tail == "":
         names: tuple[str, ...] = ()
         tail_pat = ""
@@ -79,7 +75,7 @@ def _line(text: str, first: bool) -> tuple[str, LineShape] | None:
     elif tail.startswith("\t"):
         raw = []
         for token in tail[1:].split("\t"):
-            t = _TOKEN.fullmatch(token)
+            t = TOKEN.fullmatch(token)
             if t is None:
                 return None
             raw.append(t.group(1))
@@ -110,7 +106,7 @@ def layout_of(lines: list[str]) -> Layout | None:
         key.append((m.group(1)[m.group(1).find("<"):], _DIGITS.sub("0", m.group(2)),
                     m.group(3), m.group(4), bool(m.group(5)), bool(m.group(6)),
                     _DIGITS.sub("0", m.group(7)) if "[" in m.group(7) else
-                    re.sub(f"=({_VALUE})", "=", m.group(7)), i == 0))
+                    re.sub(f"=({VALUE_CHARS})", "=", m.group(7)), i == 0))
     return _compiled(tuple(key), tuple(lines))
 
 

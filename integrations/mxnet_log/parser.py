@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ast
 import re
-from functools import lru_cache
 from typing import Any
 
 from ..logpipe.values import parse_number as _number
@@ -28,6 +27,7 @@ from .events import (
     Start,
     TrainingStart,
 )
+from .forms import EPOCH_LINES, batch_metrics, pairs, rare_lines, tail_layout_of
 from .layouts import Layout, columns, layout_of
 
 __all__ = ["EPOCH_LINES", "MXNetLogParser"]
@@ -36,7 +36,6 @@ _MPI = re.compile(r"\[\d+,(\d+)\]<std\w+>:")
 _EPOCH = re.compile(r"Epoch\[(\d+)\]")
 _RANK = re.compile(r"Rank\[(\d+)\]")
 _BATCH = re.compile(r"Batch ?\[(?:\d+-)?(\d+)\]")
-_BRACKET = re.compile(r"([A-Za-z_][\w-]*)\[([^\]]+)\]")
 _SPEED = re.compile(r"[Ss]peed: ?([^\s]+) samples/sec")
 _TIME_COST = re.compile(r"[Tt]ime cost[=:] ?([^\s,]+)")
 _GLUON = re.compile(r"\[Epoch (\d+)\]\s*(.*)$")
@@ -45,124 +44,6 @@ _GLUON_BATCH = re.compile(r"\[Epoch (\d+)\]\s*\[Batch (\d+)\]\s*,?(.*)$")
 _GLUON_LR = re.compile(r"\bLR: ?([^\s,]+)")
 _GLUON_TIME = re.compile(r"\btime: ?([^\s,]+)")
 _CHECKPOINT = re.compile(r"Saved checkpoint to \"?(.+?)\"?\s*$")
-_NOT_METRICS = frozenset({"Epoch", "Batch", "Rank"})
-# feed_bytes runs one regular expression over a whole block: Python code per line costs more
-# than the events. A match starts at the '\n' before a line with 'Epoch' (sre searches for a
-# literal far faster than it tries '^' at every character); other lines are skipped in C.
-# The usual lines are taken apart, each into what _line would make of it: rank 0 or no MPI
-# prefix, 'Epoch[N]' (group 1) at the line's first 'E' (the lookahead keeps '[^E]*' in the
-# line), optional ' Rank[0]', then
-# * a batch: 'Batch [k]' (2), Speedometer speed (3), then 'Loss[x]' (4), or three or more
-#   tab-separated tokens (5, for _batch_metrics), or one or two 'name=value' (6-9: ASCII,
-#   so that str.split() cuts the same tokens; 'Train-' dropped, which for two names is the
-#   same before or after they are de-duplicated), or nothing;
-# * or one 'Train-'/'Validation-' (10) metric (11, 12), 'Time cost=' (13), Speedometer
-#   speed (14) or 'Resetting Data Iterator' (no event).
-# Values are taken where float() reads them (feed_bytes hands the line to _line on
-# ValueError); any other line with 'Epoch' is group 15, for _line. Lines with one of
-# _RARE_WORDS are cut out beforehand: an alternation of words is tried at every character.
-_NAME = r"[!-9;<>-Z\\-~]+"  # printable ASCII but ' ', ':', '=', '['
-_VALUE = r"[-+.0-9A-Za-z_]+"  # what float() may read, and no whitespace
-EPOCH_LINES = re.compile(r"""
-    \n(?=.*Epoch)(?:
-        (?:\[\d+,0\]<std\w+>:|(?!\[\d+,\d+\]<std\w+>:))
-        [^E]*Epoch\[([0-9]+)\](?:\ Rank\[0\]|)
-        (?:
-            \ Batch\ ?\[(?:[0-9]+-|)([0-9]+)\]
-            (?:\tSpeed:\ (VALUE)\ samples/sec|)
-            (?:\ Loss\[([^\t\n\ \]]+)\]
-              | (\t[^\t\n]*\t[^\t\n]*\t.*)
-              | \t(?!Train-=)(?:Train-)?(NAME)=(VALUE)
-                (?:\t(?!Train-=)(?:Train-)?(NAME)=(VALUE)|)
-              |
-            )
-          | [\ \t](?:(Validation-)|(?!Validation-|Train-=)(?:Train-)?)(NAME)=(VALUE)
-          | \ Time\ cost=(VALUE)
-          | \tSpeed:\ (VALUE)\ samples/sec
-          | \ Resetting\ Data\ Iterator
-        )$
-      | (.*)
-    )""".replace("NAME", _NAME).replace("VALUE", _VALUE), re.MULTILINE | re.VERBOSE)
-# What makes _line look at a line without 'Epoch' (a few lines per run or epoch)
-_RARE_WORDS = ("Namespace(", "Saved checkpoint", "Traceback", "Start training",
-               "Segmentation fault", "terminate called after")
-
-
-def _pairs(text: str, into: dict[str, float]) -> None:
-    # split + partition, not a regex: lines with dozens of metrics stay linear in length,
-    # and a regular expression tried at every position of a long line costs more (so do
-    # map()/methodcaller/zip pipelines: measured)
-    look = "[" in text or ":" in text  # else no name needs a look
-    for token in text.split():
-        name, eq, raw = token.partition("=")
-        if eq and name and not (look and ("[" in name or ":" in name)):
-            try:
-                into[name] = float(raw)
-            except ValueError:
-                value = _number(raw.rstrip(","))
-                if value is not None:
-                    into[name] = value
-
-
-def _rare_lines(text: str) -> list[int]:
-    """Where the lines of ``text`` (``'\\n'``-led) with one of :data:`_RARE_WORDS` begin (at
-    their ``'\\n'``), in order, then ``len(text)``."""
-    starts: set[int] = set()
-    for word in _RARE_WORDS:
-        at = text.find(word)
-        while at >= 0:
-            starts.add(text.rfind("\n", 0, at))
-            end = text.find("\n", at)
-            at = text.find(word, end) if end >= 0 else -1
-    return [*sorted(starts), len(text)]
-
-
-def _batch_metrics(tail: str) -> dict[str, float]:
-    """The metrics after ``Batch [k]``: ``Name[value]`` and ``name=value`` (``Train-`` dropped)."""
-    metrics: dict[str, float] = {}
-    if "[" in tail:
-        for name, raw in _BRACKET.findall(tail):
-            if name not in _NOT_METRICS:
-                value = _number(raw)
-                if value is not None:
-                    metrics[name.lower() if name == "Loss" else name] = value
-    if "Train-" in tail:  # names de-duplicated as printed, then the prefix dropped
-        found: dict[str, float] = {}
-        _pairs(tail, found)
-        for name, value in found.items():
-            metrics[name[6:] if name.startswith("Train-") else name] = value
-    else:
-        _pairs(tail, metrics)
-    return metrics
-
-
-_TOKEN = re.compile(f"({_NAME})=({_VALUE})")
-
-
-@lru_cache(maxsize=64)
-def _layout(names: tuple[str, ...]) -> tuple[re.Pattern[str], tuple[str, ...]] | None:
-    """For batch lines whose tokens are ``\\tNAME=VALUE`` with these names in this order: a
-    pattern that takes such a tail apart (a group per value) and the metric names (``Train-``
-    dropped); None where that would not give what :func:`_batch_metrics` gives (names
-    repeated before or after the prefix is dropped)."""
-    out = tuple(n[6:] if n.startswith("Train-") else n for n in names)
-    if len(set(names)) != len(names) or len(set(out)) != len(out):
-        return None
-    return re.compile("".join(f"\t{re.escape(n)}=({_VALUE})" for n in names)), out
-
-
-def _layout_of(tokens: str) -> tuple[re.Pattern[str], tuple[str, ...]] | None:
-    """The :func:`_layout` of a batch line's tokens (``'\\ta=1\\tb=2...'``), if they are all
-    ``NAME=VALUE``."""
-    names = []
-    for token in tokens[1:].split("\t"):
-        m = _TOKEN.fullmatch(token)
-        if m is None:
-            return None
-        names.append(m.group(1))
-    return _layout(tuple(names))
-
-
 def _namespace(text: str) -> dict[str, Any]:
     """The literal keyword values of a printed ``Namespace(...)``; others are skipped."""
     start = text.find("Namespace(")
@@ -199,7 +80,7 @@ class MXNetLogParser:
         self._epoch = -1
         self._batch = -1
         self._names: dict[str, float] = {}
-        # the batch tails of the last lines, taken apart at once (see _layout)
+        # the batch tails of the last lines, taken apart at once (see tail_layout)
         self._tail_layout: tuple[re.Pattern[str], tuple[str, ...]] | None = None
         # where line numbers come from: the text being parsed (None: feed()'s one line),
         # the number of its first line, the '\n' of the line being read, a count cached
@@ -249,7 +130,7 @@ class MXNetLogParser:
         text = "\n" + (text[:-1] if text[-1] == "\n" else text)
         self._text, self._counted, self._last = text, (0, 0), None
         out: list[MXNetEvent | BatchRows] = []
-        stops = iter(_rare_lines(text))  # the lines EPOCH_LINES must not see, then the end
+        stops = iter(rare_lines(text))  # the lines EPOCH_LINES must not see, then the end
         stop = next(stops)
         pos = 0  # the '\n' before the next line
         while pos < len(text):
@@ -414,7 +295,7 @@ class MXNetLogParser:
         return True
 
     def _tail(self, tokens: str) -> dict[str, float]:
-        """:func:`_batch_metrics` of ``tokens``, by the last lines' layout when it fits."""
+        """:func:`batch_metrics` of ``tokens``, by the last lines' layout when it fits."""
         layout = self._tail_layout
         if layout is not None:
             m = layout[0].fullmatch(tokens)
@@ -423,8 +304,8 @@ class MXNetLogParser:
                     return dict(zip(layout[1], map(float, m.groups())))
                 except ValueError:  # a value float() does not read: the general code
                     pass
-        metrics = _batch_metrics(tokens)
-        self._tail_layout = _layout_of(tokens)
+        metrics = batch_metrics(tokens)
+        self._tail_layout = tail_layout_of(tokens)
         return metrics
 
     def _line_number(self) -> int:
@@ -507,14 +388,14 @@ class MXNetLogParser:
             rest = rest[:tc.start()] + rest[tc.end():]
         b = _BATCH.search(rest)
         if b is not None:
-            metrics = _batch_metrics(rest[b.end():])
+            metrics = batch_metrics(rest[b.end():])
             batch = int(b.group(1))
             self._order(epoch, batch, metrics, self._pos, out)
             out.append(BatchLog(epoch, batch, metrics,
                                 _number(speed.group(1)) if speed else None, time_cost))
             return
         found: dict[str, float] = {}
-        _pairs(rest, found)
+        pairs(rest, found)
         ep = EpochLog(epoch, time_cost=time_cost,
                       speed=_number(speed.group(1)) if speed else None)
         for name, value in found.items():
@@ -547,7 +428,7 @@ class MXNetLogParser:
             value = _number(lr.group(1))
             if value is not None:
                 metrics["lr"] = value
-        _pairs(rest.replace(",", " "), metrics)
+        pairs(rest.replace(",", " "), metrics)
         self._order(epoch, batch, metrics, self._pos, out)
         out.append(BatchLog(epoch, batch, metrics, _number(speed.group(1)) if speed else None))
 
@@ -563,7 +444,7 @@ class MXNetLogParser:
         if tc is not None:
             ev.time_cost = _number(tc.group(1))
         found: dict[str, float] = {}
-        _pairs(rest, found)
+        pairs(rest, found)
         low = rest.lstrip().lower()
         if low.startswith(("validation", "val:", "val ")):
             ev.val.update(found)
