@@ -40,8 +40,8 @@ def _packer(kinds: tuple[str, ...], rows: int) -> Any:
 def log_many(run: Any, type_: Any, steps: Any, metrics: Any, epochs: Any,
              clock: Callable[[], float]) -> None:
     """See ``Run.log_many``; ``clock`` gives the rows' timestamp (``Run.log``'s)."""
-    groups = [metrics] if isinstance(metrics, Mapping) else metrics
-    problem = _shape_problem(steps, groups, epochs)
+    groups = [metrics] if metrics.__class__ is dict or isinstance(metrics, Mapping) else metrics
+    problem = None if _plain(steps, groups, epochs) else _shape_problem(steps, groups, epochs)
     if problem is not None:
         handle_problem(problem, key=f"log_many:{type(problem).__name__}", stacklevel=3)
         return
@@ -58,6 +58,22 @@ def log_many(run: Any, type_: Any, steps: Any, metrics: Any, epochs: Any,
                 run.log(type_, {name: col[done] for name, col in zip(group_names, cols)},
                         steps[done], epoch)
             done += 1
+
+
+def _plain(steps: Any, groups: Any, epochs: Any) -> bool:
+    """Whether the call is lists (or tuples) of one length in dicts, checked cheaply (the
+    usual call; anything else gets :func:`_shape_problem`'s look)."""
+    if steps.__class__ not in (list, tuple) or groups.__class__ is not list or not (
+            epochs is None or epochs.__class__ is int):
+        return False
+    n = len(steps)
+    for g in groups:
+        if g.__class__ is not dict:
+            return False
+        for col in g.values():
+            if col.__class__ not in (list, tuple) or len(col) != n:
+                return False
+    return True
 
 
 def _sequence(x: Any) -> bool:
