@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ._lifecycle import Status
@@ -41,6 +41,10 @@ class NoOpRun:
 
     def log(self, type: str, metrics: Mapping[str, Any], step: int,  # noqa: A002
             epoch: int | None = None) -> None:
+        """Does nothing (this rank does not record)."""
+
+    def log_many(self, type: str, steps: Sequence[int], metrics: Any,  # noqa: A002
+                 epochs: int | Sequence[int] | None = None) -> None:
         """Does nothing (this rank does not record)."""
 
     def resume(self) -> None:

@@ -17,12 +17,12 @@ import secrets
 import string
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from . import _lifecycle, _logpath, _monitor, _validate
+from . import _lifecycle, _logmany, _logpath, _monitor, _validate
 from ._files import write_json_atomic
 from ._lifecycle import Status, error_info
 from ._metricfile import MetricWriter
@@ -242,6 +242,31 @@ class Run(Recorded):
         except Exception:  # noqa: BLE001 - any surprise goes to the explaining path
             pass
         _logpath.log_slow(self, type, metrics, step, epoch)
+
+    def log_many(self, type: str, steps: Sequence[int],  # noqa: A002 - as log()'s parameter
+                 metrics: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Sequence[Any]]],
+                 epochs: int | Sequence[int] | None = None) -> None:
+        """Record many sets of metric values at once: row ``i`` is what
+        ``log(type, {name: column[i] for name, column in metrics.items()}, steps[i], epoch)``
+        records, in order, with ``epoch`` being ``epochs[i]`` (or ``epochs`` itself when it is
+        None or one int).
+
+        Args:
+            type: As in :meth:`log`.
+            steps: One step per row.
+            metrics: Metric name -> a sequence of values, one per row (a column). Or a list of
+                such dicts: each row then records one set per dict, in the list's order (the
+                reports of one step a log prints on separate lines).
+            epochs: None, one epoch for every row, or one per row.
+
+        The records are the ones those :meth:`log` calls would write (the same bytes in the
+        metric log, but that the rows of one call share one timestamp), with the same
+        checks, warnings and crash safety; only faster: rows whose columns each hold one
+        class of number the run already logged under these names are packed together.
+        Columns that are not one value per step warn once (raise under ``EM_STRICT=1``)
+        and record nothing.
+        """
+        _logmany.log_many(self, type, steps, metrics, epochs, _time)
 
     def flush(self) -> None:
         """Ask the OS to write logged metrics to disk now (survives power loss, not just a

@@ -19,6 +19,7 @@ def caffe(session: nox.Session) -> None:
                 "tests/integrations/mxnet/test_log_corpus.py",
                 "tests/integrations/mxnet/test_log_cli.py",
                 "tests/integrations/mxnet/test_log_fastpath.py",
+                "tests/integrations/mxnet/test_log_layouts.py",
                 "tests/integrations/mxnet/test_log_secrets.py",
                 "tests/integrations/mxnet/test_log_restarts.py",
                 "tests/integrations/test_contract.py", *session.posargs,

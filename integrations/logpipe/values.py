@@ -60,15 +60,22 @@ class OutputFiles:
         self.refused: list[str] = []
 
     def add(self, paths: list[str]) -> None:
-        """Copy the files at ``paths`` (as the log names them) into the artifact."""
+        """Copy the files at ``paths`` (as the log names them) into the artifact.
+
+        Give every path of a block of log at once: the root and each folder are resolved
+        once per call, and the refused ones are saved to the run once per call.
+        """
         import em_core as em
 
         if not paths or isinstance(self.run, em.NoOpRun):
             return
         root = os.path.realpath(self.root or os.getcwd())
+        inside = root if root.endswith(os.sep) else root + os.sep
+        folders: dict[str, str] = {}  # a folder as joined -> resolved (realpath)
+        refused = len(self.refused)
         for path in paths:
-            full = os.path.realpath(os.path.join(root, path))
-            if os.path.commonpath([root, full]) != root:
+            full = self._resolved(os.path.join(root, path), folders)
+            if full != root and not full.startswith(inside):
                 self._refuse(path, root)
                 continue
             if not os.path.isfile(full):
@@ -81,10 +88,25 @@ class OutputFiles:
                 self.artifact.add_file(full)
             except (OSError, em.EmError, ValueError) as exc:
                 em.handle_problem(exc, key=f"{self.prog}-{self.kind}:{type(exc).__name__}")
+        if len(self.refused) > refused:
+            self.run.hparams[f"{self.kind}s_refused"] = list(self.refused)
+
+    @staticmethod
+    def _resolved(joined: str, folders: dict[str, str]) -> str:
+        """``os.path.realpath(joined)``, with the folder's resolution shared by the paths
+        of one call (checkpoints land in one folder; resolving it costs a system call per
+        component)."""
+        folder, name = os.path.split(joined)
+        if name in ("", ".", ".."):
+            return os.path.realpath(joined)
+        real = folders.get(folder)
+        if real is None:
+            real = folders[folder] = os.path.realpath(folder)
+        full = os.path.join(real, name)
+        return os.path.realpath(full) if os.path.islink(full) else full
 
     def _refuse(self, path: str, root: str) -> None:
         if path in self.refused:
             return
         self.refused.append(path)
         sys.stderr.write(f"{self.prog}: {self.kind} {path!r} is outside {root!r}; not copied\n")
-        self.run.hparams[f"{self.kind}s_refused"] = list(self.refused)

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-__all__ = ["BatchLog", "Checkpoint", "Crash", "EpochLog", "GluonEpochLog", "MXNetEvent", "Rewind",
-           "Start", "TrainingStart"]
+__all__ = ["BatchLog", "BatchRows", "Checkpoint", "Crash", "EpochLog", "GluonEpochLog",
+           "MXNetEvent", "Rewind", "Start", "TrainingStart"]
 
 
 class BatchLog(NamedTuple):
@@ -25,6 +25,30 @@ class BatchLog(NamedTuple):
     metrics: dict[str, float]
     speed: float | None = None
     time_cost: float | None = None
+
+
+class BatchRows(NamedTuple):
+    """Consecutive batch reports of one epoch printed in one layout, as
+    :meth:`~integrations.mxnet_log.parser.MXNetLogParser.feed_block` returns them: the
+    :class:`BatchLog` events of :meth:`batch_logs`, column by column.
+
+    Row ``i`` is batch ``batches[i]`` (increasing); ``reports`` has one entry per line of a
+    row (one, or two when a script prints a batch's loss and its metrics apart): its metric
+    names, one column of values per name, and its speed column (None if it prints none).
+    """
+
+    epoch: int
+    batches: list[int]
+    reports: list[tuple[tuple[str, ...], list[list[float]], list[float] | None]]
+
+    def batch_logs(self) -> list[BatchLog]:
+        """The same reports as :class:`BatchLog` events, in log order."""
+        out = []
+        for i, batch in enumerate(self.batches):
+            for names, cols, speeds in self.reports:
+                out.append(BatchLog(self.epoch, batch, {n: c[i] for n, c in zip(names, cols)},
+                                    None if speeds is None else speeds[i]))
+        return out
 
 
 @dataclass(slots=True)

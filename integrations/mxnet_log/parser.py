@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import ast
 import re
-from functools import lru_cache
 from typing import Any
 
 from ..logpipe.values import parse_number as _number
 from .events import (
     BatchLog,
+    BatchRows,
     Checkpoint,
     Crash,
     EpochLog,
@@ -27,6 +27,8 @@ from .events import (
     Start,
     TrainingStart,
 )
+from .forms import EPOCH_LINES, batch_metrics, pairs, rare_lines, tail_layout_of
+from .layouts import Layout, columns, layout_of
 
 __all__ = ["EPOCH_LINES", "MXNetLogParser"]
 
@@ -34,7 +36,6 @@ _MPI = re.compile(r"\[\d+,(\d+)\]<std\w+>:")
 _EPOCH = re.compile(r"Epoch\[(\d+)\]")
 _RANK = re.compile(r"Rank\[(\d+)\]")
 _BATCH = re.compile(r"Batch ?\[(?:\d+-)?(\d+)\]")
-_BRACKET = re.compile(r"([A-Za-z_][\w-]*)\[([^\]]+)\]")
 _SPEED = re.compile(r"[Ss]peed: ?([^\s]+) samples/sec")
 _TIME_COST = re.compile(r"[Tt]ime cost[=:] ?([^\s,]+)")
 _GLUON = re.compile(r"\[Epoch (\d+)\]\s*(.*)$")
@@ -43,124 +44,6 @@ _GLUON_BATCH = re.compile(r"\[Epoch (\d+)\]\s*\[Batch (\d+)\]\s*,?(.*)$")
 _GLUON_LR = re.compile(r"\bLR: ?([^\s,]+)")
 _GLUON_TIME = re.compile(r"\btime: ?([^\s,]+)")
 _CHECKPOINT = re.compile(r"Saved checkpoint to \"?(.+?)\"?\s*$")
-_NOT_METRICS = frozenset({"Epoch", "Batch", "Rank"})
-# feed_bytes runs one regular expression over a whole block: Python code per line costs more
-# than the events. A match starts at the '\n' before a line with 'Epoch' (sre searches for a
-# literal far faster than it tries '^' at every character); other lines are skipped in C.
-# The usual lines are taken apart, each into what _line would make of it: rank 0 or no MPI
-# prefix, 'Epoch[N]' (group 1) at the line's first 'E' (the lookahead keeps '[^E]*' in the
-# line), optional ' Rank[0]', then
-# * a batch: 'Batch [k]' (2), Speedometer speed (3), then 'Loss[x]' (4), or three or more
-#   tab-separated tokens (5, for _batch_metrics), or one or two 'name=value' (6-9: ASCII,
-#   so that str.split() cuts the same tokens; 'Train-' dropped, which for two names is the
-#   same before or after they are de-duplicated), or nothing;
-# * or one 'Train-'/'Validation-' (10) metric (11, 12), 'Time cost=' (13), Speedometer
-#   speed (14) or 'Resetting Data Iterator' (no event).
-# Values are taken where float() reads them (feed_bytes hands the line to _line on
-# ValueError); any other line with 'Epoch' is group 15, for _line. Lines with one of
-# _RARE_WORDS are cut out beforehand: an alternation of words is tried at every character.
-_NAME = r"[!-9;<>-Z\\-~]+"  # printable ASCII but ' ', ':', '=', '['
-_VALUE = r"[-+.0-9A-Za-z_]+"  # what float() may read, and no whitespace
-EPOCH_LINES = re.compile(r"""
-    \n(?=.*Epoch)(?:
-        (?:\[\d+,0\]<std\w+>:|(?!\[\d+,\d+\]<std\w+>:))
-        [^E]*Epoch\[([0-9]+)\](?:\ Rank\[0\]|)
-        (?:
-            \ Batch\ ?\[(?:[0-9]+-|)([0-9]+)\]
-            (?:\tSpeed:\ (VALUE)\ samples/sec|)
-            (?:\ Loss\[([^\t\n\ \]]+)\]
-              | (\t[^\t\n]*\t[^\t\n]*\t.*)
-              | \t(?!Train-=)(?:Train-)?(NAME)=(VALUE)
-                (?:\t(?!Train-=)(?:Train-)?(NAME)=(VALUE)|)
-              |
-            )
-          | [\ \t](?:(Validation-)|(?!Validation-|Train-=)(?:Train-)?)(NAME)=(VALUE)
-          | \ Time\ cost=(VALUE)
-          | \tSpeed:\ (VALUE)\ samples/sec
-          | \ Resetting\ Data\ Iterator
-        )$
-      | (.*)
-    )""".replace("NAME", _NAME).replace("VALUE", _VALUE), re.MULTILINE | re.VERBOSE)
-# What makes _line look at a line without 'Epoch' (a few lines per run or epoch)
-_RARE_WORDS = ("Namespace(", "Saved checkpoint", "Traceback", "Start training",
-               "Segmentation fault", "terminate called after")
-
-
-def _pairs(text: str, into: dict[str, float]) -> None:
-    # split + partition, not a regex: lines with dozens of metrics stay linear in length,
-    # and a regular expression tried at every position of a long line costs more (so do
-    # map()/methodcaller/zip pipelines: measured)
-    look = "[" in text or ":" in text  # else no name needs a look
-    for token in text.split():
-        name, eq, raw = token.partition("=")
-        if eq and name and not (look and ("[" in name or ":" in name)):
-            try:
-                into[name] = float(raw)
-            except ValueError:
-                value = _number(raw.rstrip(","))
-                if value is not None:
-                    into[name] = value
-
-
-def _rare_lines(text: str) -> list[int]:
-    """Where the lines of ``text`` (``'\\n'``-led) with one of :data:`_RARE_WORDS` begin (at
-    their ``'\\n'``), in order, then ``len(text)``."""
-    starts: set[int] = set()
-    for word in _RARE_WORDS:
-        at = text.find(word)
-        while at >= 0:
-            starts.add(text.rfind("\n", 0, at))
-            end = text.find("\n", at)
-            at = text.find(word, end) if end >= 0 else -1
-    return [*sorted(starts), len(text)]
-
-
-def _batch_metrics(tail: str) -> dict[str, float]:
-    """The metrics after ``Batch [k]``: ``Name[value]`` and ``name=value`` (``Train-`` dropped)."""
-    metrics: dict[str, float] = {}
-    if "[" in tail:
-        for name, raw in _BRACKET.findall(tail):
-            if name not in _NOT_METRICS:
-                value = _number(raw)
-                if value is not None:
-                    metrics[name.lower() if name == "Loss" else name] = value
-    if "Train-" in tail:  # names de-duplicated as printed, then the prefix dropped
-        found: dict[str, float] = {}
-        _pairs(tail, found)
-        for name, value in found.items():
-            metrics[name[6:] if name.startswith("Train-") else name] = value
-    else:
-        _pairs(tail, metrics)
-    return metrics
-
-
-_TOKEN = re.compile(f"({_NAME})=({_VALUE})")
-
-
-@lru_cache(maxsize=64)
-def _layout(names: tuple[str, ...]) -> tuple[re.Pattern[str], tuple[str, ...]] | None:
-    """For batch lines whose tokens are ``\\tNAME=VALUE`` with these names in this order: a
-    pattern that takes such a tail apart (a group per value) and the metric names (``Train-``
-    dropped); None where that would not give what :func:`_batch_metrics` gives (names
-    repeated before or after the prefix is dropped)."""
-    out = tuple(n[6:] if n.startswith("Train-") else n for n in names)
-    if len(set(names)) != len(names) or len(set(out)) != len(out):
-        return None
-    return re.compile("".join(f"\t{re.escape(n)}=({_VALUE})" for n in names)), out
-
-
-def _layout_of(tokens: str) -> tuple[re.Pattern[str], tuple[str, ...]] | None:
-    """The :func:`_layout` of a batch line's tokens (``'\\ta=1\\tb=2...'``), if they are all
-    ``NAME=VALUE``."""
-    names = []
-    for token in tokens[1:].split("\t"):
-        m = _TOKEN.fullmatch(token)
-        if m is None:
-            return None
-        names.append(m.group(1))
-    return _layout(tuple(names))
-
-
 def _namespace(text: str) -> dict[str, Any]:
     """The literal keyword values of a printed ``Namespace(...)``; others are skipped."""
     start = text.find("Namespace(")
@@ -197,7 +80,7 @@ class MXNetLogParser:
         self._epoch = -1
         self._batch = -1
         self._names: dict[str, float] = {}
-        # the batch tails of the last lines, taken apart at once (see _layout)
+        # the batch tails of the last lines, taken apart at once (see tail_layout)
         self._tail_layout: tuple[re.Pattern[str], tuple[str, ...]] | None = None
         # where line numbers come from: the text being parsed (None: feed()'s one line),
         # the number of its first line, the '\n' of the line being read, a count cached
@@ -205,6 +88,13 @@ class MXNetLogParser:
         self._first = 1
         self._pos = 0
         self._counted = (0, 0)
+        # the block path (see layouts.py): the layout of the last batch reports, the last
+        # batch line the per-line paths read (its start, end, epoch and batch: a second line
+        # of one batch makes a two-line layout), and how many batch lines to read before
+        # trying to make a layout again after one could not be made
+        self._layout: Layout | None = None
+        self._last: tuple[int, int, str, str] | None = None
+        self._patience = 0
 
     def feed(self, line: str | bytes) -> list[MXNetEvent]:
         """Parse one line; returns its events (at most two: a :class:`Rewind` first)."""
@@ -218,6 +108,17 @@ class MXNetLogParser:
 
     def feed_bytes(self, block: bytes) -> list[MXNetEvent]:
         """Parse a block of whole lines (the pipe's fast path)."""
+        out: list[MXNetEvent] = []
+        for event in self.feed_block(block):
+            if type(event) is BatchRows:
+                out += event.batch_logs()
+            else:
+                out.append(event)  # type: ignore[arg-type]
+        return out
+
+    def feed_block(self, block: bytes) -> list[MXNetEvent | BatchRows]:
+        """:meth:`feed_bytes`, but a run of batch reports printed in one layout comes as one
+        :class:`BatchRows` (the recorder's path: it logs the rows at once)."""
         text = block.decode("utf-8", "replace")
         if "\r" in text:
             text = text.replace("\r\n", "\n")
@@ -227,9 +128,9 @@ class MXNetLogParser:
         self.lines += text.count("\n") + (text[-1] != "\n")
         # a '\n' before every line, none after the last: where EPOCH_LINES's matches start
         text = "\n" + (text[:-1] if text[-1] == "\n" else text)
-        self._text, self._counted = text, (0, 0)
-        out: list[MXNetEvent] = []
-        stops = iter(_rare_lines(text))  # the lines EPOCH_LINES must not see, then the end
+        self._text, self._counted, self._last = text, (0, 0), None
+        out: list[MXNetEvent | BatchRows] = []
+        stops = iter(rare_lines(text))  # the lines EPOCH_LINES must not see, then the end
         stop = next(stops)
         pos = 0  # the '\n' before the next line
         while pos < len(text):
@@ -238,19 +139,96 @@ class MXNetLogParser:
                 if end < 0:
                     end = len(text)
                 self._pos = pos
-                self._line(text[pos + 1:end], out)
+                self._line(text[pos + 1:end], out)  # type: ignore[arg-type]
                 pos = end
                 while stop < pos:
                     stop = next(stops)
                 continue
-            self._matches(text, pos, stop, out)
-            pos = stop
+            layout = self._layout
+            if layout is None:
+                pos = self._matches(text, pos, stop, out)  # type: ignore[arg-type]
+                continue
+            pos = self._scan(layout, text, pos, stop, out)  # type: ignore[arg-type]
         self._text = None
         return out
 
-    def _matches(self, text: str, pos: int, stop: int, out: list[MXNetEvent]) -> None:  # noqa: C901 - the per-line loop of the fast path, inlined: a call per line costs more than the line
+    def _scan(self, layout: Layout, text: str, pos: int, stop: int,
+              out: list[MXNetEvent | BatchRows]) -> int:
+        """The lines of ``text[pos:stop]``: runs of ``layout`` reports found by one pass of
+        its pattern (:meth:`_rows`), the lines between them by :meth:`_matches`. Returns
+        where it stopped: ``stop``, or where the layout changed or the per-line path must
+        go on."""
+        found = layout.row.finditer(text, pos, stop)
+        m = next(found, None)
+        while m is not None:
+            start = m.start()
+            if start != pos:  # the lines before the run, the per-line way
+                at = self._matches(text, pos, start, out)  # type: ignore[arg-type]
+                if at != start or self._layout is not layout or self._traceback:
+                    return at
+                pos = start
+            rows = [m.groups()]
+            end = m.end()
+            for m in found:  # the run goes on while its lines follow each other
+                if m.start() != end:
+                    break
+                rows.append(m.groups())
+                end = m.end()
+            else:
+                m = None
+            done = self._rows(layout, rows, text, pos, end, out)
+            if done != end:  # it stopped early: go on from there with a fresh pass
+                if done == pos:  # its first report goes back: the per-line way
+                    for _ in layout.lines:
+                        done = text.find("\n", done + 1)
+                    if done < 0 or done > end:
+                        done = end
+                    self._matches(text, pos, done, out, learn=False)  # type: ignore[arg-type]
+                return done
+            pos = end
+        return self._matches(text, pos, stop, out) if pos < stop else stop  # type: ignore[arg-type]
+
+    def _rows(self, layout: Layout, found: list[tuple[str, ...]], text: str, pos: int,
+              end: int, out: list[MXNetEvent | BatchRows]) -> int:
+        """The reports of a run of ``layout`` lines (``text[pos:end]``, taken apart in
+        ``found``), as :class:`BatchRows` of one epoch; returns where it stopped (``end``,
+        or the ``'\n'`` of a report the per-line path must read: one going back)."""
+        cols = columns(layout, found)
+        if cols is None:  # a value float() does not read: the whole run the per-line way
+            self._matches(text, pos, end, out, learn=False)  # type: ignore[arg-type]
+            return end
+        epochs, batches, reports = cols
+        n = len(batches)
+        # reports of one epoch, batches increasing: else the per-line path decides
+        cut = n
+        first = epochs[0]
+        if epochs.count(first) != n:
+            cut = list(map(first.__eq__, epochs)).index(False)
+        if n > 1:
+            rising = list(map(int.__lt__, batches, batches[1:]))
+            if False in rising:
+                cut = min(cut, rising.index(False) + 1)
+        epoch, batch = int(first), batches[0]
+        if (epoch, batch) <= (self._epoch, self._batch):
+            return pos
+        self._epoch, self._batch = epoch, batches[cut - 1]
+        self._names = {name: 0.0 for shape in layout.lines for name in shape.names}
+        if cut < n:
+            batches = batches[:cut]
+            reports = [(names, [c[:cut] for c in values], None if speeds is None
+                        else speeds[:cut]) for names, values, speeds in reports]
+            for _ in range(cut * len(layout.lines)):
+                pos = text.find("\n", pos + 1)
+        else:
+            pos = end
+        out.append(BatchRows(epoch, batches, reports))
+        return pos
+
+    def _matches(self, text: str, pos: int, stop: int, out: list[MXNetEvent],  # noqa: C901 - the per-line loop, inlined: a call per line costs more than the line
+                 learn: bool = True) -> int:
         """The lines of ``text[pos:stop]`` with 'Epoch' (see EPOCH_LINES), in the usual forms
-        here, others by :meth:`_line`."""
+        here, others by :meth:`_line`. Returns where it stopped: ``stop``, or (``learn``)
+        the end of a batch line whose layout the block path can read from there on."""
         new_tuple = tuple.__new__  # BatchLog(...) without its Python-level __new__
         for m in EPOCH_LINES.finditer(text, pos, stop):
             (epoch, batch, speed, loss, tokens, n1, v1, n2, v2, val, name, value, tc,
@@ -288,14 +266,36 @@ class MXNetLogParser:
                             self._order(e, k, metrics, m.start(), out)
                         out.append(new_tuple(BatchLog, (
                             e, k, metrics, None if speed is None else float(speed), None)))
+                        if learn and self._learn(text, m.start(), m.end(), epoch, batch):
+                            return m.end()
                         continue
                 except ValueError:  # a value float() does not read: _line decides
                     pass
             self._pos = m.start()
             self._line(m.group()[1:], out)
+        return stop
+
+    def _learn(self, text: str, start: int, end: int, epoch: str, batch: str) -> bool:
+        """Whether the batch line at ``text[start:end]`` (with the one before it, when that
+        reports the same batch) gives a new layout for the block path, made current."""
+        last, self._last = self._last, (start, end, epoch, batch)
+        if self._patience > 0:
+            self._patience -= 1
+            return False
+        lines = [text[start + 1:end]]
+        if last is not None and last[1] == start and last[2:] == (epoch, batch):
+            lines.insert(0, text[last[0] + 1:start])
+        layout = layout_of(lines)
+        if layout is None:
+            self._patience = 32  # a log whose reports have none: do not pay for it per line
+            return False
+        if layout is self._layout:
+            return False
+        self._layout = layout
+        return True
 
     def _tail(self, tokens: str) -> dict[str, float]:
-        """:func:`_batch_metrics` of ``tokens``, by the last lines' layout when it fits."""
+        """:func:`batch_metrics` of ``tokens``, by the last lines' layout when it fits."""
         layout = self._tail_layout
         if layout is not None:
             m = layout[0].fullmatch(tokens)
@@ -304,8 +304,8 @@ class MXNetLogParser:
                     return dict(zip(layout[1], map(float, m.groups())))
                 except ValueError:  # a value float() does not read: the general code
                     pass
-        metrics = _batch_metrics(tokens)
-        self._tail_layout = _layout_of(tokens)
+        metrics = batch_metrics(tokens)
+        self._tail_layout = tail_layout_of(tokens)
         return metrics
 
     def _line_number(self) -> int:
@@ -388,14 +388,14 @@ class MXNetLogParser:
             rest = rest[:tc.start()] + rest[tc.end():]
         b = _BATCH.search(rest)
         if b is not None:
-            metrics = _batch_metrics(rest[b.end():])
+            metrics = batch_metrics(rest[b.end():])
             batch = int(b.group(1))
             self._order(epoch, batch, metrics, self._pos, out)
             out.append(BatchLog(epoch, batch, metrics,
                                 _number(speed.group(1)) if speed else None, time_cost))
             return
         found: dict[str, float] = {}
-        _pairs(rest, found)
+        pairs(rest, found)
         ep = EpochLog(epoch, time_cost=time_cost,
                       speed=_number(speed.group(1)) if speed else None)
         for name, value in found.items():
@@ -428,7 +428,7 @@ class MXNetLogParser:
             value = _number(lr.group(1))
             if value is not None:
                 metrics["lr"] = value
-        _pairs(rest.replace(",", " "), metrics)
+        pairs(rest.replace(",", " "), metrics)
         self._order(epoch, batch, metrics, self._pos, out)
         out.append(BatchLog(epoch, batch, metrics, _number(speed.group(1)) if speed else None))
 
@@ -444,7 +444,7 @@ class MXNetLogParser:
         if tc is not None:
             ev.time_cost = _number(tc.group(1))
         found: dict[str, float] = {}
-        _pairs(rest, found)
+        pairs(rest, found)
         low = rest.lstrip().lower()
         if low.startswith(("validation", "val:", "val ")):
             ev.val.update(found)

@@ -8,6 +8,7 @@ from ..logpipe.ending import ending
 from ..logpipe.values import OutputFiles
 from .events import (
     BatchLog,
+    BatchRows,
     Checkpoint,
     Crash,
     EpochLog,
@@ -80,10 +81,16 @@ class MXNetRecorder:
         """Parse whole lines and record their events."""
         handle = self.handle
         log = self.run.log
-        for event in self.parser.feed_bytes(block):
+        checkpoints: list[str] = []  # added once per block: one run.json write for all
+        for event in self.parser.feed_block(block):
             # batch reports are nearly every event: handled here, without a call
             if type(event) is not BatchLog:
-                handle(event)
+                if type(event) is BatchRows:
+                    self._rows(event)  # type: ignore[arg-type]
+                elif type(event) is Checkpoint:
+                    checkpoints.append(event.path)  # type: ignore[union-attr]
+                else:
+                    handle(event)  # type: ignore[arg-type]
                 continue
             epoch = event.epoch
             if epoch != self._epoch:
@@ -101,14 +108,17 @@ class MXNetRecorder:
             if metrics:
                 log("train", metrics, step, epoch)
                 self._trained = True
+        self._checkpoints.add(checkpoints)
 
     def idle(self) -> None:
         """Nothing waits for a pause: every event is recorded as its line is read."""
 
-    def handle(self, event: MXNetEvent) -> None:
+    def handle(self, event: MXNetEvent | BatchRows) -> None:
         """Record one event."""
         if isinstance(event, BatchLog):
             self._batch(event)
+        elif isinstance(event, BatchRows):
+            self._rows(event)
         elif isinstance(event, (EpochLog, GluonEpochLog)):
             self._epoch_end(event)
         elif isinstance(event, Start):
@@ -161,6 +171,35 @@ class MXNetRecorder:
         if metrics:
             self.run.log("train", metrics, step, event.epoch)
             self._trained = True
+
+    def _rows(self, event: BatchRows) -> None:
+        """What :meth:`_batch` records for each of the rows' reports, logged at once."""
+        if event.epoch != self._epoch:
+            self._at_epoch(event.epoch)
+        base = self._base
+        if base + event.batches[0] < self.step:  # goes back with no Rewind before it
+            for batch_log in event.batch_logs():
+                self._batch(batch_log)
+            return
+        steps = [base + k for k in event.batches]
+        self.step = steps[-1]
+        groups = []
+        for names, values, speeds in event.reports:
+            group = dict(zip(names, values))
+            if speeds is not None:
+                group["samples_per_sec"] = speeds
+            if group:
+                groups.append(group)
+        if not groups:
+            return
+        log_many = getattr(self.run, "log_many", None)
+        if log_many is not None:
+            log_many("train", steps, groups, event.epoch)
+        else:  # a run-like object with log() alone
+            for i, step in enumerate(steps):
+                for group in groups:
+                    self.run.log("train", {n: c[i] for n, c in group.items()}, step, event.epoch)
+        self._trained = True
 
     def _epoch_end(self, event: EpochLog | GluonEpochLog) -> None:
         if self._batches:

@@ -1,0 +1,132 @@
+"""The forms of MXNet log lines that the parser reads many at a time: the one regular
+expression its block path runs over a block (:data:`EPOCH_LINES`), the lines it must leave
+to its per-line path (:data:`RARE_WORDS`), and the metric tokens of batch and epoch lines."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from ..logpipe.values import parse_number as _number
+
+__all__ = ["EPOCH_LINES", "NAME_CHARS", "RARE_WORDS", "TOKEN", "VALUE_CHARS", "batch_metrics",
+           "pairs", "rare_lines", "tail_layout", "tail_layout_of"]
+
+_NOT_METRICS = frozenset({"Epoch", "Batch", "Rank"})
+_BRACKET = re.compile(r"([A-Za-z_][\w-]*)\[([^\]]+)\]")
+# The parser's block path runs one regular expression over a whole block: Python code per
+# line costs more than the events. A match starts at the '\n' before a line with 'Epoch'
+# (sre searches for a literal far faster than it tries '^' at every character); other lines
+# are skipped in C.
+# The usual lines are taken apart, each into what the per-line path makes of it: rank 0 or no MPI
+# prefix, 'Epoch[N]' (group 1) at the line's first 'E' (the lookahead keeps '[^E]*' in the
+# line), optional ' Rank[0]', then
+# * a batch: 'Batch [k]' (2), Speedometer speed (3), then 'Loss[x]' (4), or three or more
+#   tab-separated tokens (5, for batch_metrics), or one or two 'name=value' (6-9: ASCII,
+#   so that str.split() cuts the same tokens; 'Train-' dropped, which for two names is the
+#   same before or after they are de-duplicated), or nothing;
+# * or one 'Train-'/'Validation-' (10) metric (11, 12), 'Time cost=' (13), Speedometer
+#   speed (14) or 'Resetting Data Iterator' (no event).
+# Values are taken where float() reads them (the per-line path gets the line on
+# ValueError); any other line with 'Epoch' is group 15, for the per-line path. Lines with one of
+# RARE_WORDS are cut out beforehand: an alternation of words is tried at every character.
+NAME_CHARS = r"[!-9;<>-Z\\-~]+"  # printable ASCII but ' ', ':', '=', '['
+VALUE_CHARS = r"[-+.0-9A-Za-z_]+"  # what float() may read, and no whitespace
+EPOCH_LINES = re.compile(r"""
+    \n(?=.*Epoch)(?:
+        (?:\[\d+,0\]<std\w+>:|(?!\[\d+,\d+\]<std\w+>:))
+        [^E]*Epoch\[([0-9]+)\](?:\ Rank\[0\]|)
+        (?:
+            \ Batch\ ?\[(?:[0-9]+-|)([0-9]+)\]
+            (?:\tSpeed:\ (VALUE)\ samples/sec|)
+            (?:\ Loss\[([^\t\n\ \]]+)\]
+              | (\t[^\t\n]*\t[^\t\n]*\t.*)
+              | \t(?!Train-=)(?:Train-)?(NAME)=(VALUE)
+                (?:\t(?!Train-=)(?:Train-)?(NAME)=(VALUE)|)
+              |
+            )
+          | [\ \t](?:(Validation-)|(?!Validation-|Train-=)(?:Train-)?)(NAME)=(VALUE)
+          | \ Time\ cost=(VALUE)
+          | \tSpeed:\ (VALUE)\ samples/sec
+          | \ Resetting\ Data\ Iterator
+        )$
+      | (.*)
+    )""".replace("NAME", NAME_CHARS).replace("VALUE", VALUE_CHARS), re.MULTILINE | re.VERBOSE)
+# What makes the per-line path look at a line without 'Epoch' (a few lines per run or epoch)
+RARE_WORDS = ("Namespace(", "Saved checkpoint", "Traceback", "Start training",
+               "Segmentation fault", "terminate called after")
+
+
+def pairs(text: str, into: dict[str, float]) -> None:
+    # split + partition, not a regex: lines with dozens of metrics stay linear in length,
+    # and a regular expression tried at every position of a long line costs more (so do
+    # map()/methodcaller/zip pipelines: measured)
+    look = "[" in text or ":" in text  # else no name needs a look
+    for token in text.split():
+        name, eq, raw = token.partition("=")
+        if eq and name and not (look and ("[" in name or ":" in name)):
+            try:
+                into[name] = float(raw)
+            except ValueError:
+                value = _number(raw.rstrip(","))
+                if value is not None:
+                    into[name] = value
+
+
+def rare_lines(text: str) -> list[int]:
+    """Where the lines of ``text`` (``'\\n'``-led) with one of :data:`RARE_WORDS` begin (at
+    their ``'\\n'``), in order, then ``len(text)``."""
+    starts: set[int] = set()
+    for word in RARE_WORDS:
+        at = text.find(word)
+        while at >= 0:
+            starts.add(text.rfind("\n", 0, at))
+            end = text.find("\n", at)
+            at = text.find(word, end) if end >= 0 else -1
+    return [*sorted(starts), len(text)]
+
+
+def batch_metrics(tail: str) -> dict[str, float]:
+    """The metrics after ``Batch [k]``: ``Name[value]`` and ``name=value`` (``Train-`` dropped)."""
+    metrics: dict[str, float] = {}
+    if "[" in tail:
+        for name, raw in _BRACKET.findall(tail):
+            if name not in _NOT_METRICS:
+                value = _number(raw)
+                if value is not None:
+                    metrics[name.lower() if name == "Loss" else name] = value
+    if "Train-" in tail:  # names de-duplicated as printed, then the prefix dropped
+        found: dict[str, float] = {}
+        pairs(tail, found)
+        for name, value in found.items():
+            metrics[name[6:] if name.startswith("Train-") else name] = value
+    else:
+        pairs(tail, metrics)
+    return metrics
+
+
+TOKEN = re.compile(f"({NAME_CHARS})=({VALUE_CHARS})")
+
+
+@lru_cache(maxsize=64)
+def tail_layout(names: tuple[str, ...]) -> tuple[re.Pattern[str], tuple[str, ...]] | None:
+    """For batch lines whose tokens are ``\\tNAME=VALUE`` with these names in this order: a
+    pattern that takes such a tail apart (a group per value) and the metric names (``Train-``
+    dropped); None where that would not give what :func:`batch_metrics` gives (names
+    repeated before or after the prefix is dropped)."""
+    out = tuple(n[6:] if n.startswith("Train-") else n for n in names)
+    if len(set(names)) != len(names) or len(set(out)) != len(out):
+        return None
+    return re.compile("".join(f"\t{re.escape(n)}=({VALUE_CHARS})" for n in names)), out
+
+
+def tail_layout_of(tokens: str) -> tuple[re.Pattern[str], tuple[str, ...]] | None:
+    """The :func:`tail_layout` of a batch line's tokens (``'\\ta=1\\tb=2...'``), if they are all
+    ``NAME=VALUE``."""
+    names = []
+    for token in tokens[1:].split("\t"):
+        m = TOKEN.fullmatch(token)
+        if m is None:
+            return None
+        names.append(m.group(1))
+    return tail_layout(tuple(names))

@@ -1,0 +1,140 @@
+"""The block path of ``em mxnet`` (runs of batch reports in one layout, read and logged many
+at a time) gives what the per-line reference path gives: the same events, the same metric
+records."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import em_core as em
+from integrations.mxnet_log import MXNetRecorder
+from integrations.mxnet_log.events import BatchRows
+from integrations.mxnet_log.parser import MXNetLogParser
+from tests.conftest import SHARED
+from tests.integrations.mxnet.test_log_fastpath import LINE, OTHER, _blocks, _general
+
+CORPUS = sorted((SHARED / "corpus" / "mxnet").glob("*.log"))
+
+# Batch lines of a few layouts, and lines that look like them but are not read the same way
+TEMPLATES = [
+    "INFO:root:Epoch[{e}] Batch [{k}]\tSpeed: {v} samples/sec\tTrain-accuracy={v}",
+    "2018-10-11 09:16:{k},200 INFO - Epoch[{e}] Batch [0-{k}]\tSpeed: {v} samples/sec"
+    "\tM0_Acc={v}\tM0_L1={v}\tTrain-M1_Acc={v}",
+    "INFO:root:Epoch[{e}] Batch [{k}]\tSpeed: {v} samples/sec\ttop1-err={v}\tlr={v}",
+    "[1,0]<stderr>:INFO:root:Epoch[{e}] Batch[{k}] Loss[{v}]\n"
+    "[1,0]<stderr>:INFO:root:Epoch[{e}] Rank[0] Batch[{k}]\trmse={v}\tlr={v}",
+    "Epoch[{e}] Batch [{k}]\tSpeed: {v} samples/sec",
+    "Epoch[{e}] Batch [{k}]",
+    "Epoch[{e}] Batch [{k}]\tSpeed: {v} samples/sec\tsamples_per_sec={v}",
+    "Epoch[{e}] Batch [{k}]\ta={v}\tTrain-a={v}",
+]
+VALUES = ["0.5", "12", "-3.25e-2", "nan", "inf", "1_0", "x", "None", "0.5,", "1e", "Traceback"]
+ODD = ["[1,3]<stderr>:INFO:root:Epoch[{e}] Batch[{k}] Loss[{v}]",
+       "INFO:root:Epoch[{e}] Batch [{k}]\tSpeed: {v} samples/sec\tTrain-accuracy={v}\tx=1",
+       "INFO:root:Epoch[{e}] Train-accuracy={v}", "INFO:root:Epoch[{e}] Time cost={v}",
+       "INFO:root:Epoch[{e}] Batch [{k}]\tSpeed: {v} samples/sec\tTrain-accuracy={v} Saved",
+       "Start training Epoch[{e}] Batch [{k}]\tSpeed: {v} samples/sec",
+       "WARN:root:Epoch[{e}] Batch [{k}]\tSpeed: {v} samples/sec\tTrain-accuracy={v}"]
+
+
+@st.composite
+def _logs(draw: st.DrawFn) -> str:
+    """Runs of one or two layouts, epochs and batches mostly rising (sometimes not), values
+    mostly numbers, other lines between."""
+    templates = draw(st.lists(st.sampled_from(TEMPLATES + ODD), min_size=1, max_size=2))
+    epoch, batch, lines = 0, 0, []
+    for _ in range(draw(st.integers(1, 25))):
+        kind = draw(st.integers(0, 9))
+        if kind == 0:
+            lines.append(draw(st.one_of(LINE, OTHER)))
+            continue
+        if kind == 1:
+            epoch, batch = draw(st.integers(0, epoch + 1)), draw(st.integers(0, 30))
+        elif kind == 2:
+            epoch, batch = epoch + 1, 0
+        else:
+            batch += draw(st.integers(0, 20))
+        value = draw(st.sampled_from(VALUES)) if draw(st.integers(0, 6)) == 0 else \
+            str(draw(st.floats(allow_nan=False, width=32)))
+        lines.append(draw(st.sampled_from(templates)).format(e=epoch, k=batch, v=value))
+    return "\n".join(lines) + "\n"
+
+
+def _split(text: str, cut: int) -> list[str]:
+    """``text`` in two blocks of whole lines, at line ``cut``."""
+    lines = text[:-1].split("\n")  # text ends with '\n'
+    return ["".join(line + "\n" for line in part) for part in (lines[:cut], lines[cut:])]
+
+
+@settings(max_examples=150, deadline=None)
+@given(_logs(), st.integers(0, 50))
+def test_layout_runs_give_what_the_general_code_gives(text: str, cut: int) -> None:
+    assert _blocks(text) == _general(text)
+    assert _blocks(*_split(text, cut)) == _general(text)
+
+
+def test_the_corpus_takes_the_block_path_and_gives_the_same_events() -> None:
+    rows = 0
+    for path in CORPUS:
+        text = path.read_text(encoding="utf-8", errors="replace")
+        assert _blocks(text) == _general(text), path.name
+        rows += sum(len(e.batches) for e in MXNetLogParser().feed_block(path.read_bytes())
+                    if isinstance(e, BatchRows))
+    assert rows > 10_000  # most batch reports of the corpus come as rows
+
+
+def _records(run: em.Run) -> list[tuple[str, tuple[tuple[str, object], ...], int, int | None]]:
+    def same(v: float) -> object:
+        return "nan" if isinstance(v, float) and math.isnan(v) else v
+
+    return [(r.type, tuple((k, same(v)) for k, v in r.values.items()), r.step, r.epoch)
+            for r in run.metric_records()]
+
+
+def _reference(data: bytes) -> em.Run:
+    """Per line, per event: MXNetLogParser.feed and MXNetRecorder.handle."""
+    run = em.create_run(name="reference")
+    recorder = MXNetRecorder(run)
+    lines = data.decode("utf-8", "replace").replace("\r\n", "\n").split("\n")
+    for line in lines[:-1] if lines[-1] == "" else lines:
+        for event in recorder.parser.feed(line):
+            recorder.handle(event)
+    recorder.finish(returncode=0)
+    return run
+
+
+def _blockwise(*blocks: bytes) -> em.Run:
+    run = em.create_run(name="blocks")
+    recorder = MXNetRecorder(run)
+    for block in blocks:
+        recorder.feed(block)
+    recorder.finish(returncode=0)
+    return run
+
+
+@pytest.mark.parametrize("path", CORPUS, ids=lambda p: p.name[:40])
+def test_corpus_records_are_those_of_the_per_event_path(path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(path.parent)  # checkpoints are looked up here (and do not exist)
+    data = path.read_bytes()
+    reference = _reference(data)
+    whole = _blockwise(data)
+    assert _records(whole) == _records(reference)
+    assert whole.hparams.as_dict() == reference.hparams.as_dict()
+    lines = data.split(b"\n")
+    half = len(lines) // 2
+    assert _records(_blockwise(b"\n".join(lines[:half]) + b"\n", b"\n".join(lines[half:]))) \
+        == _records(reference)
+
+
+@settings(max_examples=40, deadline=None)
+@given(_logs())
+def test_recorded_rows_are_those_of_the_per_event_path(text: str) -> None:
+    data = re.sub(r"\r", "", text).encode()
+    assert _records(_blockwise(data)) == _records(_reference(data))
