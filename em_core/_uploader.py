@@ -103,12 +103,18 @@ class Uploader:
         self._reader.start()
 
     def _forked(self) -> None:
+        # /dev/null over the pipe ends (not a close: the file objects still own the numbers)
+        try:
+            null = os.open(os.devnull, os.O_RDWR)
+        except OSError:
+            return
         for f in (self.proc.stdin, self.proc.stdout):
             try:
                 if f is not None:
-                    os.close(f.fileno())
+                    os.dup2(null, f.fileno())
             except (OSError, ValueError):
                 pass
+        os.close(null)
 
     # ----------------------------------------------------------------- its events
     def _listen(self) -> None:

@@ -74,13 +74,15 @@ class Worker:
         self.run_id: str | None = None
         self.meta_sig: tuple[int, int] | None = None
         self.waiting_said = False
+        self._send_lock = threading.Lock()
 
     # ----------------------------------------------------------------- to the parent
     def send(self, msg: dict[str, Any]) -> None:
         line = json.dumps(msg) + "\n"
         try:
-            self.out.write(line)
-            self.out.flush()
+            with self._send_lock:
+                self.out.write(line)
+                self.out.flush()
         except (OSError, ValueError):  # the training process is gone: say it here
             if "log" in msg:
                 try:
@@ -94,7 +96,8 @@ class Worker:
             self.waiting_said = True
             self.send({"log": f"em: auto-upload of run {self.name!r} is waiting: {reason}. "
                               "The run is recorded locally and training goes on; upload "
-                              "resumes when the server is back.", "waiting": True})
+                              "resumes when the server is back.", "waiting": True,
+                       "state": self.state()})
 
     # ----------------------------------------------------------------- from the parent
     def listen(self, stdin: Any) -> None:
@@ -113,10 +116,13 @@ class Worker:
     def _end(self, budget: float) -> None:
         if self.deadline is None:
             self.deadline = time.monotonic() + budget
+            self._report()  # how far it got: what finish() names as left if time runs out
         self.ending.set()
         self.wake.set()
 
     def _past_deadline(self) -> bool:
+        if self.deadline is None and os.getppid() != self.parent:
+            self._end(float(self.cfg["timeout"]))  # reparented: the training process died
         return self.deadline is not None and time.monotonic() > self.deadline
 
     def _pause(self, seconds: float) -> None:
@@ -159,12 +165,17 @@ class Worker:
         self._report()
         self.send({"done": False})
 
-    def _report(self) -> None:
+    def state(self) -> dict[str, Any]:
+        """What the server holds, as far as this process knows."""
         state: dict[str, Any] = {"run": self.run_id is not None}
-        if self.shipper is not None and self.console is not None:
-            state.update(metrics=self.shipper.length, console=self.console.length,
-                         console_unsupported=self.console.unsupported)
-        self.send({"state": state})
+        shipper, console = self.shipper, self.console
+        if shipper is not None and console is not None:
+            state.update(metrics=shipper.length, console=console.length,
+                         console_unsupported=console.unsupported)
+        return state
+
+    def _report(self, _n: int = 0) -> None:
+        self.send({"state": self.state()})
 
     def _sync(self, final: bool) -> None:
         if self.run_id is None:
@@ -180,10 +191,15 @@ class Worker:
             self.console = ConsoleShipper(self.client, self.run_id, self.path / CONSOLE_FILE,
                                           int(made.get("console_length") or 0))
             self.send({"entry": {"host": self.client.host, "path": made["path"],
-                                 "id": made["id"], "user": self.client.whoami()}})
+                                 "id": made["id"], "user": self.client.whoami()},
+                       "state": self.state()})
         assert self.shipper is not None and self.console is not None
-        self.shipper.ship()
+        # during training the parent hears nothing per batch (no wake-ups in the training
+        # process); after the end, each batch's progress, for finish()'s "what is left"
+        self.shipper.ship(self._report if final else None)
         self.console.ship()
+        if final:
+            self._report()
         self._send_meta(force=final)
 
     def _read_meta(self) -> dict[str, Any]:
