@@ -226,6 +226,8 @@ def start(run: Any) -> Uploader | None:
                         run.local)
         return None
     try:
+        if not sys.executable:
+            raise OSError("no Python interpreter to start it with (sys.executable is empty)")
         return Uploader(run, ctx.host.rstrip("/"), ctx.api_key, ctx.user, run.upload_options)
     except OSError as e:  # no process could be started: the run still records locally
         log.warning("em: auto-upload of run %r could not start (%s). The run is recorded "

@@ -1,7 +1,8 @@
 """The auto-upload process behind ``create_run(auto_upload=True)`` (see :mod:`em_core._uploader`).
 
 The training process starts it (``python -c ...``, a fresh interpreter, never a fork) with
-pipes for stdin and stdout; it runs at low priority (``nice`` +10) in its own session (a
+pipes for stdin and stdout; it runs at the lowest priority (Linux's idle scheduling class
+while the run trains, ``nice`` +10 elsewhere and after the end) in its own session (a
 Ctrl-C in the terminal is for the training, not for it) and holds none of the training
 process's descriptors (so never the run's ``.lock``: the run never looks alive because of
 it).
@@ -10,7 +11,8 @@ Protocol. Stdin, from the training process: one JSON line with the settings and 
 credentials (the API key travels only over this pipe: never in argv, the environment, a file
 or a log), then ``{"end": seconds}`` when the run ended. The end of stdin without that line
 means the training process died (SIGKILL, a crash): the uploader then ships what is on disk,
-as at a normal end, and exits. Stdout, to the training process: one JSON line per event, few
+as at a normal end, with the status ``Crashed`` (what em reports locally for such a run),
+and exits. Stdout, to the training process: one JSON line per event, few
 in a run: ``{"log": message}`` for the ``em`` log, ``{"entry": ...}`` once the server has the
 run, ``{"state": ...}`` (the lengths the server holds) at the end, ``{"done": ok}`` last.
 
@@ -34,6 +36,7 @@ from typing import Any
 
 from ._client import Client
 from ._files import read_json
+from ._lifecycle import writer_alive
 from ._upload import CONSOLE_FILE, ConsoleShipper, MetricShipper, create_remote
 from .errors import LoginError, RemoteError
 
@@ -74,6 +77,7 @@ class Worker:
         self.run_id: str | None = None
         self.meta_sig: tuple[int, int] | None = None
         self.waiting_said = False
+        self.orphaned = False  # the training process died without ending the run
         self._send_lock = threading.Lock()
 
     # ----------------------------------------------------------------- to the parent
@@ -102,27 +106,31 @@ class Worker:
     # ----------------------------------------------------------------- from the parent
     def listen(self, stdin: Any) -> None:
         """Stdin's reader (a thread): ``{"end": seconds}``, or its end (the parent died)."""
-        budget = float(self.cfg["timeout"])
         try:
             for line in stdin:
                 msg = json.loads(line)
                 if "end" in msg:
-                    budget = float(msg["end"])
-                    break
+                    self._end(float(msg["end"]))
+                    return
         except (OSError, ValueError):
             pass
-        self._end(budget)
+        self._orphaned()
+
+    def _orphaned(self) -> None:
+        self.orphaned = True
+        self._end(float(self.cfg["timeout"]))
 
     def _end(self, budget: float) -> None:
         if self.deadline is None:
             self.deadline = time.monotonic() + budget
             self._report()  # how far it got: what finish() names as left if time runs out
+            _priority(idle=False)  # nothing to take CPU from any more: finish in time
         self.ending.set()
         self.wake.set()
 
     def _past_deadline(self) -> bool:
         if self.deadline is None and os.getppid() != self.parent:
-            self._end(float(self.cfg["timeout"]))  # reparented: the training process died
+            self._orphaned()  # reparented: the training process died
         return self.deadline is not None and time.monotonic() > self.deadline
 
     def _pause(self, seconds: float) -> None:
@@ -133,7 +141,7 @@ class Worker:
                 return
             self.wake.wait(min(left, 1.0))
             if os.getppid() != self.parent:  # reparented: the training process died
-                self._end(float(self.cfg["timeout"]))
+                self._orphaned()
 
     # ----------------------------------------------------------------- the loop
     def run(self) -> None:
@@ -214,18 +222,35 @@ class Worker:
         if sig == self.meta_sig and not force:
             return
         meta = self._read_meta()
+        if self.orphaned and meta.get("status") == "Running" and \
+                writer_alive(str(self.path), meta.get("process")) is False:
+            meta = {**meta, "status": "Crashed"}  # what em reports for it locally too
         self.client.request("PUT", f"/runs/{self.run_id}/meta", json_body={"meta": meta})
         self.meta_sig = sig
+
+
+def _priority(idle: bool) -> None:
+    """While the run trains: the idle scheduling class where there is one (Linux: it runs
+    only on a core nothing else wants, and never preempts the training), else ``nice``
+    +10. After the end (the training process waits in ``finish()``): ``nice`` +10."""
+    try:
+        if idle:
+            os.nice(10)
+        if hasattr(os, "sched_setscheduler"):
+            # per thread on Linux: the shipping (main) thread and this one; threads started
+            # later inherit it
+            for tid in {threading.main_thread().native_id or 0, threading.get_native_id()}:
+                os.sched_setscheduler(tid, os.SCHED_IDLE if idle else os.SCHED_OTHER,
+                                      os.sched_param(0))
+    except OSError:
+        pass
 
 
 def main() -> None:
     """Entry point of the uploader process (the protocol is in the module docstring)."""
     for sig in (signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)  # the training's signals: it ends on stdin's end
-    try:
-        os.nice(10)  # training comes first on a small machine
-    except OSError:
-        pass
+    _priority(idle=True)
     stdin = sys.stdin
     first = stdin.readline()
     if not first:

@@ -22,9 +22,12 @@ from em_core import _uploader
 from em_core._lifecycle import writer_alive
 
 from . import test_client_e2e as e2e
-from .test_client_e2e import Server
+from .test_client_e2e import KINDS, Server
 
 env, server = e2e.env, e2e.server  # the fixtures: a server process that can be restarted
+# the uploader's process is the same against either server: em_server itself only (CI time)
+pytestmark = pytest.mark.parametrize("server", [k for k in KINDS if k == "real"],
+                                     indirect=True)
 
 
 def _gone(pid: int) -> bool:
@@ -68,6 +71,8 @@ def test_the_uploader_is_a_niced_process_without_the_key_or_the_lock(
     fds = [os.readlink(p) for p in Path(f"/proc/{pid}/fd").iterdir() if p.is_symlink()]
     assert lock not in fds, fds
     assert os.getpriority(os.PRIO_PROCESS, pid) >= os.getpriority(os.PRIO_PROCESS, 0) + 10
+    if sys.platform == "linux":  # it runs only where nothing else wants a core
+        assert os.sched_getscheduler(pid) == os.SCHED_IDLE
     run.finish()
     assert up.proc.returncode == 0
     assert _served(server, "/alice/p/proc") == (Path(run.local) / "metrics.bin").read_bytes()
@@ -109,6 +114,7 @@ def test_the_uploader_ships_everything_and_exits_after_a_sigkill(
     info = server.get("/runs/by-path", path="/alice/k/killed").json()
     series = server.get(f"/runs/{info['id']}/series").json()["series"]
     assert [(s["name"], s["count"]) for s in series] == [("loss", 20000)]
+    assert info["status"] == "Crashed" == em.load_run(local).status
 
 
 def test_finish_with_the_server_down_returns_within_its_bound_and_names_what_is_left(
