@@ -11,6 +11,11 @@ falls on both. A child creates a run, makes ``--warmup`` untimed calls, then tim
 the rest to be sent). The uploader ships every ``EM_UPLOAD_INTERVAL`` seconds, set here to
 ``--interval`` (default 0.1 s, 20x more often than the default 2 s, so that it is busy during
 the timed loop). Afterwards the server must hold the run's whole metric log.
+
+``--server-idle`` puts the server process (all its threads and children) in Linux's idle
+scheduling class: on a small machine the server's own ingest work competes with the training
+loop for the same cores, which a deployment (the server on another machine) does not have;
+with it, what is left is the cost of the uploader itself.
 """
 
 from __future__ import annotations
@@ -56,12 +61,22 @@ def child(mode: str, calls: int, warmup: int) -> None:
                       "local": run.local, "remote": run.remote}))
 
 
+def _idle_tree(pid: int) -> None:
+    """Every thread of ``pid`` and of its descendants into SCHED_IDLE."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        os.sched_setscheduler(int(task.name), os.SCHED_IDLE, os.sched_param(0))
+        for child in (task / "children").read_text().split():
+            _idle_tree(int(child))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--calls", type=int, default=300_000)
     ap.add_argument("--warmup", type=int, default=1000)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--interval", type=float, default=0.1)
+    ap.add_argument("--server-idle", action="store_true",
+                    help="run the server in the idle scheduling class (Linux)")
     ap.add_argument("--child", choices=["on", "off"])
     args = ap.parse_args()
     if args.child:
@@ -78,6 +93,8 @@ def main() -> None:
            "PYTHONPATH": str(REPO)}
     env.pop("EM_STRICT", None)
     srv = start_server(tmp, "sqlite")
+    if args.server_idle:
+        _idle_tree(srv.proc.pid)
     results: dict[str, list[dict[str, float]]] = {"on": [], "off": []}
     try:
         key = srv.admin("user", "add", "bench")
@@ -102,7 +119,8 @@ def main() -> None:
     finally:
         stop(srv)
     print(f"\nmedian of {args.repeat} repeats, {args.calls:,} calls each, 3 scalars, "
-          f"EM_UPLOAD_INTERVAL={args.interval}")
+          f"EM_UPLOAD_INTERVAL={args.interval}"
+          + (", server in SCHED_IDLE" if args.server_idle else ""))
     print("| auto_upload | p50 µs | p99 µs | p99.9 µs | mean µs | finish() s |")
     print("|---|---|---|---|---|---|")
     for mode in ("off", "on"):
