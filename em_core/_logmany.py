@@ -94,8 +94,12 @@ def _shape_problem(steps: Any, groups: Any, epochs: Any) -> Exception | None:
             if not _sequence(col) or len(col) != n:
                 return ValueError(f"log_many(): metric {show(name)} must have one value per "
                                   f"step ({n}), got {show(col)}")
-    if not (epochs is None or epochs.__class__ is int or not _sequence(epochs)) \
-            and len(epochs) != n:
+    if epochs is None or epochs.__class__ is int:
+        return None
+    if not _sequence(epochs):  # a bool too: no epoch, as in log()
+        return TypeError(f"log_many(): epochs must be None, one int or a sequence of ints, "
+                         f"got {show(epochs)}")
+    if len(epochs) != n:
         return ValueError(f"log_many(): epochs must be None, one int or one per step ({n}), "
                           f"got {show(epochs)}")
     return None

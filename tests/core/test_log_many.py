@@ -97,6 +97,8 @@ def test_strict_raises_what_log_raises() -> None:
         run.log_many("train", [0, 1], {"v": [1.0]})
     with pytest.raises(TypeError, match="steps must be a sequence"):
         run.log_many("train", 5, {"v": [1.0]})  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="epoch"):  # a bool is no epoch, as in log()
+        run.log_many("train", [3, 4], {"v": [1.0, 2.0]}, epochs=True)  # type: ignore[arg-type]
     run.finish()
     with pytest.raises(em.RunFinishedError):
         run.log_many("train", [9], {"v": [1.0]})
