@@ -33,6 +33,10 @@ def worker(rank: int, port: str) -> None:
         opt.step()
         run.log("train", {"loss": loss.detach()}, step=step)
     run.finish()
+    # both ranks reach the teardown together: gloo can abort a rank ('terminate called
+    # without an active exception', SIGABRT) that destroys its group while the other
+    # rank is still in finish() (rank 0 writes the run, rank 1 has nothing to do)
+    dist.barrier()
     dist.destroy_process_group()
 
 
