@@ -121,13 +121,19 @@ def _env(tmp: str, code: Path = REPO) -> dict[str, str]:
                 EM_ARTIFACT_PARENT_DIR=os.path.join(tmp, "arts"), EM_STRICT="0")
 
 
+def _neutral(env: dict[str, str]) -> str:
+    """Where the commands run: not the repository, whose folder ``python -m``/``-c`` would put
+    first on sys.path, ahead of PYTHONPATH (``--old`` would then time this checkout's code)."""
+    return os.path.dirname(env["EM_RUN_PARENT_DIR"])
+
+
 def latency(command: list[str], lines: list[bytes], env: dict[str, str],
             slow: float) -> tuple[float, float]:
     """Median microseconds from writing a line to reading it back through ``command``, and
     milliseconds from starting ``command`` to reading back the first line (start-up)."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
-                            bufsize=0)
+                            bufsize=0, cwd=_neutral(env))
     assert proc.stdin is not None and proc.stdout is not None
     # wait until the program is up (python start-up is not pipe latency)
     proc.stdin.write(b"warm-up\n")
@@ -155,7 +161,8 @@ def pipe_wall(big: str, command: list[str], env: dict[str, str], *,
     once the log has flowed, and the second figure is NaN)."""
     t0 = time.perf_counter()
     producer = subprocess.Popen(["cat", big], stdout=subprocess.PIPE)
-    middle = subprocess.Popen(command, stdin=producer.stdout, stdout=subprocess.PIPE, env=env)
+    middle = subprocess.Popen(command, stdin=producer.stdout, stdout=subprocess.PIPE, env=env,
+                              cwd=_neutral(env))
     consumer = subprocess.Popen(["cat"], stdin=middle.stdout, stdout=subprocess.DEVNULL)
     assert producer.stdout is not None and middle.stdout is not None
     producer.stdout.close()

@@ -37,8 +37,8 @@ class OutputFiles:
 
     The log is data, not the user's word: only a file under ``root`` (default: the working
     directory, the training's when it runs beside em) once links and ``..`` are resolved is
-    read. A path outside it (``/etc/shadow``, ``../x``, a link leading out) is named once on
-    stderr and listed in the run's ``<kind>s_refused`` hyperparameter; a path that is not
+    read. A path outside it (``/etc/shadow``, ``../x``, a link leading out) is listed in the
+    run's ``<kind>s_refused`` hyperparameter; the first one is named on stderr; a path that is not
     (yet) a file is skipped. Nothing is written for an ``em.NoOpRun`` (ranks above 0).
 
     Args:
@@ -109,4 +109,9 @@ class OutputFiles:
         if path in self.refused:
             return
         self.refused.append(path)
-        sys.stderr.write(f"{self.prog}: {self.kind} {path!r} is outside {root!r}; not copied\n")
+        if len(self.refused) == 1:  # once: a training saving into another folder does so
+            # every few minutes, and stderr is its log
+            sys.stderr.write(f"{self.prog}: {self.kind} {path!r} is outside {root!r}; not "
+                             f"copied (nor any other {self.kind} outside it: they are listed "
+                             f"in the run's {self.kind}s_refused hyperparameter: start it "
+                             f"in a folder above them to have them copied)\n")

@@ -45,6 +45,7 @@ def test_only_files_under_the_root_are_copied(tmp_path: Path, monkeypatch: pytes
                                                 "link_iter_10.caffemodel"]
     err = capsys.readouterr().err
     assert "'/etc/passwd' is outside" in err and "not copied" in err
+    assert "outside.caffemodel" not in err and err.count("\n") == 1  # named once, not per file
 
 
 def test_a_named_root_is_where_snapshots_come_from(tmp_path: Path,
