@@ -223,15 +223,29 @@ class MXNetRecorder:
     def _start(self, event: Start) -> None:
         if self.parts and not self._trained and not self._started:
             self.parts[-1]["hparams"] = dict(event.hparams)  # its 'Start training' came first
-            if len(self.parts) > 1:
-                self._save_parts()
         else:
-            self._new_part(event.line, event.hparams)
+            self._new_part(event.line, event.hparams, save=False)
         self._started = True
-        if event.hparams:
-            self.run.hparams.update(event.hparams, override=True)
+        hparams = event.hparams
+        if len(self.parts) < 2:
+            if hparams:
+                self.run.hparams.update(hparams, override=True)
+            return
+        # the parts and the start's hyperparameters in one change (one run.json write, not
+        # two), parts first: the same keys, order and values as the two changes
+        if not hparams or LOG_PARTS in hparams:
+            self._save_parts()
+            if hparams:
+                self.run.hparams.update(hparams, override=True)
+            return
+        try:
+            self.run.hparams.update({LOG_PARTS: [dict(p) for p in self.parts], **hparams},
+                                    override=True)
+        except Exception:  # noqa: BLE001 - a value refused: the two changes, as they fail
+            self._save_parts()
+            self.run.hparams.update(hparams, override=True)
 
-    def _new_part(self, line: int, hparams: dict[str, Any]) -> None:
+    def _new_part(self, line: int, hparams: dict[str, Any], *, save: bool = True) -> None:
         if not self.parts and self._recorded:  # what came before the first start
             self.parts.append({"line": 1, "step": 0, "trained": True, "hparams": {}})
         if self.parts:
@@ -240,7 +254,7 @@ class MXNetRecorder:
         self.parts.append({"line": line, "step": self.step + 1 if self._recorded else 0,
                            "trained": False, "hparams": dict(hparams)})
         self._trained = self._started = self._launched = False
-        if len(self.parts) > 1:
+        if save and len(self.parts) > 1:
             self._save_parts()
 
     def _save_parts(self) -> None:
