@@ -87,6 +87,8 @@ class MXNetRecorder:
             if type(event) is not BatchLog:
                 if type(event) is BatchRows:
                     self._rows(event)  # type: ignore[arg-type]
+                elif type(event) is EpochLog or type(event) is GluonEpochLog:
+                    self._epoch_end(event)  # type: ignore[arg-type]
                 elif type(event) is Checkpoint:
                     checkpoints.append(event.path)  # type: ignore[union-attr]
                 else:
@@ -207,15 +209,17 @@ class MXNetRecorder:
         else:
             step = self._offset + event.epoch
             self.step = max(self.step, step)
-        train = dict(event.train)
-        if event.time_cost is not None:
-            train["epoch_time_s"] = event.time_cost
-        if event.speed is not None:
-            train["samples_per_sec"] = event.speed
+        train = event.train
+        if event.time_cost is not None or event.speed is not None:
+            train = dict(train)  # the caller's event stays as it was
+            if event.time_cost is not None:
+                train["epoch_time_s"] = event.time_cost
+            if event.speed is not None:
+                train["samples_per_sec"] = event.speed
         if train:
-            self.run.log("train", train, step=step, epoch=event.epoch)
+            self.run.log("train", train, step, event.epoch)
         if event.val:
-            self.run.log("val", event.val, step=step, epoch=event.epoch)
+            self.run.log("val", event.val, step, event.epoch)
         if train or event.val:
             self._recorded = self._trained = True
 
