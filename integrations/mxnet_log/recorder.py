@@ -24,6 +24,7 @@ __all__ = ["LOG_PARTS", "MXNetRecorder"]
 
 #: The hyperparameter that lists the parts of a log holding more than one training start.
 LOG_PARTS = "log_parts"
+_SCALARS = {str, int, float, bool, type(None)}
 
 
 class MXNetRecorder:
@@ -236,17 +237,15 @@ class MXNetRecorder:
                 self.run.hparams.update(hparams, override=True)
             return
         # the parts and the start's hyperparameters in one change (one run.json write, not
-        # two), parts first: the same keys, order and values as the two changes
-        if not hparams or LOG_PARTS in hparams:
-            self._save_parts()
-            if hparams:
-                self.run.hparams.update(hparams, override=True)
-            return
-        try:
+        # two), parts first: the same keys, order and values as the two changes. Only for
+        # plain values: others may warn, and a warning names where it was found
+        if (hparams and LOG_PARTS not in hparams
+                and set(map(type, hparams.values())) <= _SCALARS):
             self.run.hparams.update({LOG_PARTS: [dict(p) for p in self.parts], **hparams},
                                     override=True)
-        except Exception:  # noqa: BLE001 - a value refused: the two changes, as they fail
-            self._save_parts()
+            return
+        self._save_parts()
+        if hparams:
             self.run.hparams.update(hparams, override=True)
 
     def _new_part(self, line: int, hparams: dict[str, Any], *, save: bool = True) -> None:
