@@ -19,6 +19,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
+from itertools import chain
 from typing import Any, NamedTuple
 
 from ._scalar import INT64_MAX, INT64_MIN, direct_kind, show
@@ -166,13 +167,22 @@ def _pack(run: Any, type_: Any, names: tuple[tuple[str, ...], ...], columns: lis
         epoch_col = None if epoch_col is None else epoch_col[start:]
     n = len(steps)
     flat = [col for cols in columns for col in cols]
-    classes = tuple(map(_one_class, flat))
-    if None in classes:
-        return 0
+    # one pass over every value for the usual call (all of one class), not one per column
+    found = set(map(type, chain.from_iterable(flat)))
+    classes: tuple[type | None, ...]
+    if len(found) == 1:
+        classes = (found.pop(),) * len(flat)
+    else:
+        classes = tuple(map(_one_class, flat))
+        if None in classes:
+            return 0
     fast = run._fast
-    plan = _plan(fast, (type_, names, classes), type_, names, classes)  # type: ignore[arg-type]
+    key = (type_, names, classes)
+    plan = fast.get(key)
     if plan is None:
-        return 0
+        plan = _plan(fast, key, type_, names, classes)  # type: ignore[arg-type]
+        if plan is None:
+            return 0
     for j in plan.ints:
         if min(flat[j]) < INT64_MIN or max(flat[j]) > INT64_MAX:
             return 0

@@ -4,6 +4,7 @@ of line."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import chain, repeat
 from typing import Any, NamedTuple
 
 __all__ = ["BatchLog", "BatchRows", "Checkpoint", "Crash", "EpochLog", "GluonEpochLog",
@@ -43,12 +44,19 @@ class BatchRows(NamedTuple):
 
     def batch_logs(self) -> list[BatchLog]:
         """The same reports as :class:`BatchLog` events, in log order."""
-        out = []
-        for i, batch in enumerate(self.batches):
-            for names, cols, speeds in self.reports:
-                out.append(BatchLog(self.epoch, batch, {n: c[i] for n, c in zip(names, cols)},
-                                    None if speeds is None else speeds[i]))
-        return out
+        # per line of a row, its events at once (rows by zip, the tuples made in C by
+        # tuple.__new__ as the parser makes BatchLog), then interleaved row by row
+        batches, epoch = self.batches, self.epoch
+        lines = []
+        for names, cols, speeds in self.reports:
+            metrics = ([dict(zip(names, row)) for row in zip(*cols)] if names
+                       else [{} for _ in batches])  # dicts of their own: recorders add to them
+            lines.append(list(map(tuple.__new__, repeat(BatchLog), zip(
+                repeat(epoch), batches, metrics, repeat(None) if speeds is None else speeds,
+                repeat(None)))))
+        if len(lines) == 1:
+            return lines[0]
+        return list(chain.from_iterable(zip(*lines)))
 
 
 @dataclass(slots=True)

@@ -259,13 +259,15 @@ class MXNetLogParser:
                     else:
                         metrics = self._tail(tokens)
                     if metrics is not None:
+                        # the speed first: a speed float() does not read sends the line to
+                        # _line before the report changes what was reported last
+                        rate = None if speed is None else float(speed)
                         e, k = int(epoch), int(batch)
                         if e == self._epoch and k > self._batch:  # nearly always
                             self._batch, self._names = k, metrics
                         else:
                             self._order(e, k, metrics, m.start(), out)
-                        out.append(new_tuple(BatchLog, (
-                            e, k, metrics, None if speed is None else float(speed), None)))
+                        out.append(new_tuple(BatchLog, (e, k, metrics, rate, None)))
                         if learn and self._learn(text, m.start(), m.end(), epoch, batch):
                             return m.end()
                         continue

@@ -24,6 +24,7 @@ __all__ = ["LOG_PARTS", "MXNetRecorder"]
 
 #: The hyperparameter that lists the parts of a log holding more than one training start.
 LOG_PARTS = "log_parts"
+_SCALARS = {str, int, float, bool, type(None)}
 
 
 class MXNetRecorder:
@@ -87,6 +88,8 @@ class MXNetRecorder:
             if type(event) is not BatchLog:
                 if type(event) is BatchRows:
                     self._rows(event)  # type: ignore[arg-type]
+                elif type(event) is EpochLog or type(event) is GluonEpochLog:
+                    self._epoch_end(event)  # type: ignore[arg-type]
                 elif type(event) is Checkpoint:
                     checkpoints.append(event.path)  # type: ignore[union-attr]
                 else:
@@ -207,15 +210,17 @@ class MXNetRecorder:
         else:
             step = self._offset + event.epoch
             self.step = max(self.step, step)
-        train = dict(event.train)
-        if event.time_cost is not None:
-            train["epoch_time_s"] = event.time_cost
-        if event.speed is not None:
-            train["samples_per_sec"] = event.speed
+        train = event.train
+        if event.time_cost is not None or event.speed is not None:
+            train = dict(train)  # the caller's event stays as it was
+            if event.time_cost is not None:
+                train["epoch_time_s"] = event.time_cost
+            if event.speed is not None:
+                train["samples_per_sec"] = event.speed
         if train:
-            self.run.log("train", train, step=step, epoch=event.epoch)
+            self.run.log("train", train, step, event.epoch)
         if event.val:
-            self.run.log("val", event.val, step=step, epoch=event.epoch)
+            self.run.log("val", event.val, step, event.epoch)
         if train or event.val:
             self._recorded = self._trained = True
 
@@ -223,15 +228,27 @@ class MXNetRecorder:
     def _start(self, event: Start) -> None:
         if self.parts and not self._trained and not self._started:
             self.parts[-1]["hparams"] = dict(event.hparams)  # its 'Start training' came first
-            if len(self.parts) > 1:
-                self._save_parts()
         else:
-            self._new_part(event.line, event.hparams)
+            self._new_part(event.line, event.hparams, save=False)
         self._started = True
-        if event.hparams:
-            self.run.hparams.update(event.hparams, override=True)
+        hparams = event.hparams
+        if len(self.parts) < 2:
+            if hparams:
+                self.run.hparams.update(hparams, override=True)
+            return
+        # the parts and the start's hyperparameters in one change (one run.json write, not
+        # two), parts first: the same keys, order and values as the two changes. Only for
+        # plain values: others may warn, and a warning names where it was found
+        if (hparams and LOG_PARTS not in hparams
+                and set(map(type, hparams.values())) <= _SCALARS):
+            self.run.hparams.update({LOG_PARTS: [dict(p) for p in self.parts], **hparams},
+                                    override=True)
+            return
+        self._save_parts()
+        if hparams:
+            self.run.hparams.update(hparams, override=True)
 
-    def _new_part(self, line: int, hparams: dict[str, Any]) -> None:
+    def _new_part(self, line: int, hparams: dict[str, Any], *, save: bool = True) -> None:
         if not self.parts and self._recorded:  # what came before the first start
             self.parts.append({"line": 1, "step": 0, "trained": True, "hparams": {}})
         if self.parts:
@@ -240,7 +257,7 @@ class MXNetRecorder:
         self.parts.append({"line": line, "step": self.step + 1 if self._recorded else 0,
                            "trained": False, "hparams": dict(hparams)})
         self._trained = self._started = self._launched = False
-        if len(self.parts) > 1:
+        if save and len(self.parts) > 1:
             self._save_parts()
 
     def _save_parts(self) -> None:

@@ -85,6 +85,16 @@ def test_a_block_gives_what_the_general_code_gives(lines: list[str], newline: bo
         assert _blocks(head, text[len(head):]) == _general(text)
 
 
+def test_a_speed_float_does_not_read_is_read_by_the_general_code_alone() -> None:
+    # the fast path once recorded the batch before float() refused the speed, and the
+    # general code then took the same batch, reported again, for a restart (a Rewind)
+    for line in ["Epoch[3] Batch [5]\tSpeed: x samples/sec\tValidation-v=2",
+                 "Epoch[3] Batch [5]\tSpeed: 1e samples/sec\tacc=0.5\tce=1",
+                 "Epoch[0] Batch [1]\ta=1\nEpoch[0] Batch [2]\tSpeed: x samples/sec\ta=2"]:
+        assert _blocks(line) == _general(line), line
+        assert not [e for e in _blocks(line)[0] if e[0] == "Rewind"], line
+
+
 def test_the_usual_forms_take_the_fast_path() -> None:
     general = EPOCH_LINES.groups  # the last group: a line for the general code
     for line in ["INFO:root:Epoch[0] Batch [50]\tSpeed: 707.55 samples/sec\tTrain-accuracy=0.2",
