@@ -402,8 +402,9 @@ class MXNetLogParser:
                       speed=_number(speed.group(1)) if speed else None)
         for name, value in found.items():
             if name.startswith("Validation-"):
-                ep.val[name[11:]] = value
-            else:
+                if name != "Validation-":  # a prefix with no name ('Validation-=1') is none
+                    ep.val[name[11:]] = value
+            elif name != "Train-":
                 ep.train[name[6:] if name.startswith("Train-") else name] = value
         if epoch != self._epoch:
             self._order(epoch, None, {}, self._pos, out)

@@ -138,3 +138,14 @@ def test_corpus_records_are_those_of_the_per_event_path(path: Path,
 def test_recorded_rows_are_those_of_the_per_event_path(text: str) -> None:
     data = re.sub(r"\r", "", text).encode()
     assert _records(_blockwise(data)) == _records(_reference(data))
+
+
+@pytest.mark.parametrize("line", ["Epoch[3]\tValidation-=1", "Epoch[3] Validation-=1",
+                                  "Epoch[2] Train-=0.5"])
+def test_a_prefix_without_a_name_is_no_metric(line: str) -> None:
+    """'Validation-=1' names nothing: both paths skip it (an empty name was passed to
+    run.log, which refuses it: an error under EM_STRICT, found by the test above)."""
+    data = (line + "\nEpoch[3]\tValidation-acc=0.5\n").encode()
+    assert _records(_blockwise(data)) == _records(_reference(data))
+    run = _blockwise(data)
+    assert [p["value"] for p in run.metrics["val"]] == [{"acc": 0.5}]
