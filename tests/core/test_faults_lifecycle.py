@@ -275,16 +275,19 @@ def test_forked_helper_does_not_keep_sigkilled_run_alive(tmp_path: Path) -> None
         if pid == 0:
             # the fork hooks ran before this line: only now has the helper closed its copy
             # of the lock (on a loaded machine the parent can be killed before that)
-            print('helper ready', flush=True)
+            os.write(1, b'helper ready\\n')  # one write: the two processes' lines never mix
             time.sleep(30)
             os._exit(0)
-        print(pid, flush=True)
+        os.write(1, b'%d\\n' % pid)  # (print, unbuffered, writes the text and the newline apart)
         time.sleep(60)
         """)
     helper = 0
     try:
         assert proc.stdout is not None
         got = sorted(proc.stdout.readline().strip() for _ in range(2))
+        if "" in got:  # its output ended early: say why
+            proc.kill()
+            pytest.fail(f"the script ended early ({got}): {proc.communicate()[1][-3000:]}")
         helper = int(got[0])  # digits sort before letters
         assert got[1] == "helper ready", got
         proc.send_signal(signal.SIGKILL)
