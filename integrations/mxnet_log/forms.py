@@ -99,7 +99,8 @@ def batch_metrics(tail: str) -> dict[str, float]:
         found: dict[str, float] = {}
         pairs(tail, found)
         for name, value in found.items():
-            metrics[name[6:] if name.startswith("Train-") else name] = value
+            if name != "Train-":  # a prefix with no name ('Train-=1') is no metric
+                metrics[name[6:] if name.startswith("Train-") else name] = value
     else:
         pairs(tail, metrics)
     return metrics
@@ -113,9 +114,9 @@ def tail_layout(names: tuple[str, ...]) -> tuple[re.Pattern[str], tuple[str, ...
     """For batch lines whose tokens are ``\\tNAME=VALUE`` with these names in this order: a
     pattern that takes such a tail apart (a group per value) and the metric names (``Train-``
     dropped); None where that would not give what :func:`batch_metrics` gives (names
-    repeated before or after the prefix is dropped)."""
+    repeated before or after the prefix is dropped, a prefix with no name)."""
     out = tuple(n[6:] if n.startswith("Train-") else n for n in names)
-    if len(set(names)) != len(names) or len(set(out)) != len(out):
+    if "" in out or len(set(names)) != len(names) or len(set(out)) != len(out):
         return None
     return re.compile("".join(f"\t{re.escape(n)}=({VALUE_CHARS})" for n in names)), out
 
