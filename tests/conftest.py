@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,11 @@ os.environ["EM_STRICT"] = "1"
 # exactly the metrics they logged, and a tee process per run would slow the suite.
 os.environ["EM_SYSTEM_INTERVAL"] = "0"
 os.environ["EM_CONSOLE"] = "off"
+# A suite started in the background by a shell without job control (`cmd &` in a script)
+# inherits SIGINT ignored, and so would every process it starts: the Ctrl-C tests would
+# then test nothing. A Python-level handler is reset to the default in exec'd children.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
