@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 
 from . import db
 from .auth import User, access, authenticate, check_name, check_path, require
-from .folders import exists, make
+from .placing import open_folder, place
 from .runs import Strategy, jsonable
 from .storage import check_sha
 
@@ -90,13 +90,8 @@ def create_artifact(body: ArtifactCreate, request: Request, response: Response,
                       if o["kind"] == "file" and not store.has(o["sha256"])})
 
     def attempt() -> Any:
-        target = name  # a retry starts again from the requested name
         with request.app.state.engine.begin() as conn:
-            require(conn, user, folder, write=True)
-            if not exists(conn, folder):
-                if not body.make_folder:
-                    raise HTTPException(404, f"folder {folder!r} not found")
-                make(conn, user, folder, True, True)
+            open_folder(conn, user, folder, body.make_folder)
             same = _by(conn, folder, alternative_name=alt)
             if same is not None:
                 response.status_code = 200
@@ -104,30 +99,16 @@ def create_artifact(body: ArtifactCreate, request: Request, response: Response,
             if missing:
                 return JSONResponse({"detail": f"{len(missing)} file object(s) not uploaded yet",
                                      "missing": missing}, status_code=409)
-            other = _by(conn, folder, name=target)
-            if other is not None and other.alternative_name == alt:  # a concurrent upload
+            state, found = place(
+                conn, "artifact", folder, name, alt, body.conflict_strategy,
+                lambda c, n: _by(c, folder, name=n),
+                lambda c, row: c.execute(delete(db.artifacts).where(db.artifacts.c.id == row.id)))
+            if state != "create":
                 response.status_code = 200
-                return _answer("existing", other)
-            if other is not None:
-                if body.conflict_strategy == "skip":
-                    response.status_code = 200
-                    return _answer("skipped", other)
-                if body.conflict_strategy == "error":
-                    raise HTTPException(409, f"artifact {target!r} already exists in {folder}")
-                if body.conflict_strategy == "replace":
-                    conn.execute(delete(db.artifacts).where(db.artifacts.c.id == other.id))
-                else:
-                    target = alt
-                    taken = _by(conn, folder, name=target)
-                    if taken is not None and taken.alternative_name == alt:
-                        # created meanwhile by a concurrent upload of this same run
-                        response.status_code = 200
-                        return _answer("existing", taken)
-                    if taken is not None:
-                        raise HTTPException(409, f"artifact {target!r} already exists in {folder}")
+                return _answer(state, found)
             art_id = str(uuid.uuid4())
             conn.execute(insert(db.artifacts).values(
-                id=art_id, folder=folder, name=target, alternative_name=alt,
+                id=art_id, folder=folder, name=found, alternative_name=alt,
                 labels=json.dumps(labels), description=desc, meta=json.dumps(meta)))
             return _answer("created", conn.execute(select(db.artifacts).where(
                 db.artifacts.c.id == art_id)).one())

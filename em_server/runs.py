@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 
 from . import db
 from .auth import User, access, authenticate, check_name, check_path, require
-from .folders import exists, make
+from .placing import open_folder, place
 
 router = APIRouter()
 Strategy = Literal["skip", "error", "new", "replace"]
@@ -162,42 +162,21 @@ def create_run(body: RunCreate, request: Request, response: Response,
     fields = _meta_fields(meta)
 
     def attempt() -> Any:
-        target = name  # a retry starts again from the requested name
         with request.app.state.engine.begin() as conn:
-            require(conn, user, folder, write=True)
-            if not exists(conn, folder):
-                if not body.make_folder:
-                    raise HTTPException(404, f"folder {folder!r} not found")
-                make(conn, user, folder, True, True)
+            open_folder(conn, user, folder, body.make_folder)
             same = conn.execute(select(db.runs).where(and_(
                 db.runs.c.folder == folder, db.runs.c.alternative_name == alt))).first()
             if same is not None:
                 response.status_code = 200
                 return _answer("existing", same)
-            other = _by_name(conn, folder, target)
-            if other is not None and other.alternative_name == alt:  # a concurrent upload
+            state, found = place(conn, "run", folder, name, alt, body.conflict_strategy,
+                                 lambda c, n: _by_name(c, folder, n),
+                                 lambda c, row: delete_runs(c, [row.id]))
+            if state != "create":
                 response.status_code = 200
-                return _answer("existing", other)
-            if other is not None:
-                strategy = body.conflict_strategy
-                if strategy == "skip":
-                    response.status_code = 200
-                    return _answer("skipped", other)
-                if strategy == "error":
-                    raise HTTPException(409, f"run {target!r} already exists in {folder}")
-                if strategy == "replace":
-                    delete_runs(conn, [other.id])
-                else:
-                    target = alt
-                    taken = _by_name(conn, folder, target)
-                    if taken is not None and taken.alternative_name == alt:
-                        # created meanwhile by a concurrent upload of this same run
-                        response.status_code = 200
-                        return _answer("existing", taken)
-                    if taken is not None:
-                        raise HTTPException(409, f"run {target!r} already exists in {folder}")
+                return _answer(state, found)
             run_id = str(uuid.uuid4())
-            conn.execute(insert(db.runs).values(id=run_id, folder=folder, name=target,
+            conn.execute(insert(db.runs).values(id=run_id, folder=folder, name=found,
                                                 alternative_name=alt, metrics_length=0,
                                                 schemas="{}", last="{}", **fields))
             row = conn.execute(select(db.runs).where(db.runs.c.id == run_id)).one()
