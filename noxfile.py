@@ -35,6 +35,8 @@ def lint(session: nox.Session) -> None:
     """ruff over everything."""
     session.install("ruff==0.17.6")
     session.run("ruff", "check", ".")
+    # complexity: a function over C901's threshold carries its reason in its noqa comment
+    session.run("ruff", "check", "--select", "C901", ".")
 
 
 @nox.session

@@ -182,7 +182,7 @@ def pipe_wall(big: str, command: list[str], env: dict[str, str], *,
     return flowed, time.perf_counter() - t0
 
 
-def pipes(args: argparse.Namespace, tmp: str) -> None:
+def pipes(args: argparse.Namespace, tmp: str) -> None:  # noqa: C901 - one table of the bench: each variant's set-up and timing, read top to bottom
     env = _env(tmp)
     caffe_log = (CORPUS / "caffe" / "qiexing__caffe-regression__caffe.log").read_bytes()
     lines = [ln + b"\n" for ln in caffe_log.splitlines()]

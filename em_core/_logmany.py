@@ -153,7 +153,7 @@ def _plan(fast: dict[Any, Any], key: tuple[Any, ...], type_: Any,
     return plan
 
 
-def _pack(run: Any, type_: Any, names: tuple[tuple[str, ...], ...], columns: list[list[Any]],
+def _pack(run: Any, type_: Any, names: tuple[tuple[str, ...], ...], columns: list[list[Any]],  # noqa: C901 - the hot path, checks inlined: each early return hands a row the checks cannot pass to Run.log
           steps: Any, epochs: Any, epoch_col: Any, start: int,
           clock: Callable[[], float]) -> int:
     """Pack rows from ``start`` on straight into the mapped log; returns how many were (0:

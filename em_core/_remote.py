@@ -99,7 +99,7 @@ def load_run_remote(path: str, client: Client | None = None) -> Any:
 
 def load_artifact_remote(path: str, client: Client | None = None) -> Any:
     """Download an artifact (every file, sha256-checked) and open it."""
-    from .artifact import load_artifact
+    from .artifact import clean_obj_path, load_artifact
 
     own = client is None
     c = client or client_for_current()
@@ -109,12 +109,10 @@ def load_artifact_remote(path: str, client: Client | None = None) -> Any:
         local = parent_dir("EM_ARTIFACT_PARENT_DIR", ".em/artifacts") / _safe_dir_name(
             meta.get("alternative_name"), "artifact")
         (local / "files").mkdir(parents=True, exist_ok=True)
-        from .artifact import _clean_obj_path
-
         for obj_path, obj in (meta.get("objects") or {}).items():
             if obj.get("kind") != "file":
                 continue
-            dest = local / "files" / _clean_obj_path(obj_path)
+            dest = local / "files" / clean_obj_path(obj_path)
             if dest.is_file() and dest.stat().st_size == obj.get("size") and \
                     _sha(dest) == obj.get("sha256"):
                 continue

@@ -242,7 +242,7 @@ def upload_run_dir(path: Path, client: Client, folder: str, make_folder: bool,
     return entry
 
 
-def _send_blob(client: Client, file: Path, sha: str, size: int,
+def _send_blob(client: Client, file: Path, sha: str, size: int,  # noqa: C901 - the three ways a blob goes up (already there, one PUT, resumable chunks), in the order they are tried
                progress: Progress | None) -> None:
     if client.request("HEAD", f"/blobs/{sha}", ok=(404,)).status_code == 200:
         if progress is not None:

@@ -32,7 +32,9 @@ META_FILE = "artifact.json"
 FILES_DIR = "files"
 
 
-def _clean_obj_path(obj_path: str, given: str | None = None) -> str:
+def clean_obj_path(obj_path: str, given: str | None = None) -> str:
+    """``obj_path`` normalised as a relative POSIX path inside an artifact; raises
+    ValueError for an absolute path, one with ``..`` or one that names no file."""
     # ``given``: what the caller passed, quoted in errors instead of the joined path
     shown = obj_path if given is None else given
     if not isinstance(obj_path, str):
@@ -54,10 +56,10 @@ def _clean_obj_path(obj_path: str, given: str | None = None) -> str:
 def _target(obj_path: str | None, default_name: str) -> str:
     """Apply the obj_path rule: None -> the source's name; 'dir/' -> into that folder."""
     if obj_path is None:
-        return _clean_obj_path(default_name)
+        return clean_obj_path(default_name)
     if isinstance(obj_path, str) and obj_path.endswith("/"):
-        return _clean_obj_path(obj_path + default_name, given=obj_path)
-    return _clean_obj_path(obj_path)
+        return clean_obj_path(obj_path + default_name, given=obj_path)
+    return clean_obj_path(obj_path)
 
 
 def _real_dirs(root: Path, target: str) -> Path:
@@ -144,7 +146,7 @@ class Artifact(Recorded):
 
     def file_path(self, obj_path: str) -> str:
         """Where the copy of a file object lies on disk."""
-        return str(self._path / FILES_DIR / _clean_obj_path(obj_path))
+        return str(self._path / FILES_DIR / clean_obj_path(obj_path))
 
     def add_file(self, file_path: str | os.PathLike[str], obj_path: str | None = None) -> str:
         """Copy a file in. ``obj_path``: None keeps the file's name; ending in '/' puts it
@@ -187,7 +189,7 @@ class Artifact(Recorded):
                 dirs[:] = [d for d in dirs if d not in links]
                 for fname in sorted(files + links):
                     f = Path(root) / fname
-                    target = _clean_obj_path(f"{base}/{f.relative_to(src).as_posix()}")
+                    target = clean_obj_path(f"{base}/{f.relative_to(src).as_posix()}")
                     if f.is_symlink():
                         objects[target] = {"kind": "link", "target": os.readlink(f),
                                            "source": os.path.abspath(f)}

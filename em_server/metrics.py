@@ -40,6 +40,50 @@ def _dtype(kinds: str) -> np.dtype[Any]:
     return np.dtype(fields)  # packed, like the file's records
 
 
+def _schema(raw: bytes, offset: int) -> tuple[str, dict[str, Any]]:
+    """The id and schema of a schema record's JSON body (found at ``offset``); raises
+    ValueError naming the offset when it is not one."""
+    try:
+        sch = json.loads(raw.decode("utf-8"))
+        sk = str(int(sch["id"]))
+        if not isinstance(sch["type"], str) or not isinstance(sch["names"], list) \
+                or len(sch["names"]) != len(sch["kinds"]) \
+                or set(sch["kinds"]) - {"d", "q"} or int(sk) <= 0:
+            raise ValueError
+        struct.Struct("<" + sch["kinds"])
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise ValueError(f"invalid schema record at offset {offset}") from None
+    return sk, {"type": sch["type"], "names": [str(x) for x in sch["names"]],
+                "kinds": sch["kinds"]}
+
+
+def _header(data: bytes) -> int:
+    """The size of the metric file's header that starts ``data``; raises ValueError when
+    it is not one."""
+    if len(data) < HEADER.size:
+        raise ValueError("a range at offset 0 must start with the 16-byte header")
+    magic, version, hsize = HEADER.unpack_from(data, 0)
+    if magic != MAGIC or version != VERSION or hsize != HEADER.size:
+        raise ValueError("bad metrics.bin header at offset 0")
+    return int(HEADER.size)
+
+
+def _same_records(data: bytes, pos: int, dt: np.dtype[Any], size: int, sid: int) -> Any:
+    """The records of schema ``sid`` that follow each other from ``pos`` (the one at ``pos``
+    is known good), as one structured array: records of one shape usually come in runs, so
+    a run is taken at once, in windows growing fourfold."""
+    most = (len(data) - pos) // size
+    w = min(64, most)
+    while True:
+        arr = np.frombuffer(data, dtype=dt, count=w, offset=pos)
+        ok = (arr["size"] == size) & (arr["sid"] == sid) & (arr["trail"] == size ^ TRAILER_XOR)
+        if not ok.all():
+            return arr[:int(np.argmin(ok))]
+        if w == most:
+            return arr
+        w = min(w * 4, most)
+
+
 def parse(data: bytes, at: int, schemas: dict[str, Any]
           ) -> tuple[dict[tuple[str, str], tuple[np.ndarray, ...]], int]:
     """Parse complete records of ``data`` (which starts at file offset ``at``).
@@ -47,14 +91,7 @@ def parse(data: bytes, at: int, schemas: dict[str, Any]
     Returns the points per (type, name) and the number of records; ``schemas`` (sid ->
     schema) is updated in place. Raises ValueError naming the offset of the first bad byte.
     """
-    pos = 0
-    if at == 0:
-        if len(data) < HEADER.size:
-            raise ValueError("a range at offset 0 must start with the 16-byte header")
-        magic, version, hsize = HEADER.unpack_from(data, 0)
-        if magic != MAGIC or version != VERSION or hsize != HEADER.size:
-            raise ValueError("bad metrics.bin header at offset 0")
-        pos = HEADER.size
+    pos = _header(data) if at == 0 else 0
     segs: dict[tuple[str, str], list[tuple[np.ndarray, ...]]] = {}
     structs: dict[str, tuple[np.dtype[Any], list[tuple[str, str]]]] = {}
     n = 0
@@ -67,18 +104,8 @@ def parse(data: bytes, at: int, schemas: dict[str, Any]
                 _TRAIL.unpack_from(data, pos + size - 4)[0] != size ^ TRAILER_XOR:
             raise ValueError(f"invalid record at offset {at + pos}")
         if sid == 0:
-            try:
-                sch = json.loads(data[pos + 8:pos + size - 4].decode("utf-8"))
-                sk = str(int(sch["id"]))
-                if not isinstance(sch["type"], str) or not isinstance(sch["names"], list) \
-                        or len(sch["names"]) != len(sch["kinds"]) \
-                        or set(sch["kinds"]) - {"d", "q"} or int(sk) <= 0:
-                    raise ValueError
-                struct.Struct("<" + sch["kinds"])
-            except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-                raise ValueError(f"invalid schema record at offset {at + pos}") from None
-            schemas[sk] = {"type": sch["type"], "names": [str(x) for x in sch["names"]],
-                           "kinds": sch["kinds"]}
+            sk, schema = _schema(data[pos + 8:pos + size - 4], at + pos)
+            schemas[sk] = schema
         else:
             key = str(sid)
             got = structs.get(key)
@@ -91,20 +118,8 @@ def parse(data: bytes, at: int, schemas: dict[str, Any]
             dt, keys = got
             if size != dt.itemsize:
                 raise ValueError(f"record of schema {sid} has the wrong size at offset {at + pos}")
-            # records of one shape usually follow each other: take the whole run at once
-            most = (end - pos) // size
-            w = min(64, most)
-            while True:
-                arr = np.frombuffer(data, dtype=dt, count=w, offset=pos)
-                ok = (arr["size"] == size) & (arr["sid"] == sid) & \
-                    (arr["trail"] == size ^ TRAILER_XOR)
-                if not ok.all():
-                    w = int(np.argmin(ok))
-                    arr = arr[:w]
-                    break
-                if w == most:
-                    break
-                w = min(w * 4, most)
+            arr = _same_records(data, pos, dt, size, sid)
+            w = len(arr)
             for i, k in enumerate(keys):
                 segs.setdefault(k, []).append(
                     (arr["step"], arr["epoch"], arr["time"], arr[f"v{i}"].astype(np.float64)))
@@ -239,7 +254,7 @@ def _points_of(conn: Connection, ids: list[int]) -> dict[int, list[np.ndarray]]:
             for k, v in got.items()}
 
 
-def read_points(conn: Connection, series_id: int, x: str = "step",
+def read_points(conn: Connection, series_id: int, x: str = "step",  # noqa: C901 - one pass over the chunks choosing, per chunk, whole or cut and summary or points; split, the parts would pass all of that state around
                 start: float | None = None, end: float | None = None,
                 max_points: int | None = None) -> dict[str, Any]:
     """The points of a series whose ``x`` (step, epoch or time) lies in [start, end], or a

@@ -77,7 +77,7 @@ def _column(row: Any, key: str) -> Any:
 
 
 @router.get("/runs")
-def list_runs(request: Request, folder: str, recursive: bool = False, name: str | None = None,
+def list_runs(request: Request, folder: str, recursive: bool = False, name: str | None = None,  # noqa: C901 - one optional filter per query parameter
               label: str | None = None, status: str | None = None, q: str | None = None,
               page: int = Query(1, ge=1, le=1_000_000),
               page_size: int = Query(50, ge=1, le=1000),

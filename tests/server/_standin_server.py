@@ -56,7 +56,7 @@ class H(BaseHTTPRequestHandler):
         n = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(n)
 
-    def handle_any(self) -> None:
+    def handle_any(self) -> None:  # noqa: C901 - the stand-in server's route table: one branch per endpoint it answers
         u = urlparse(self.path)
         q = {k: v[0] for k, v in parse_qs(u.query).items()}
         path = u.path[len("/api/v1"):]
