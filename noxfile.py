@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import shutil
 import sys
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import nox
 
 sys.path.insert(0, str(Path(__file__).parent))
 from noxsessions._common import assert_absent, install_em
+from noxsessions._embedded import clean_env, embedded_server, new_key
 
 # Each framework's sessions live in noxsessions/<framework>.py; importing registers them.
 _modules = [importlib.import_module(f"noxsessions.{m.name}")
@@ -57,11 +59,31 @@ def core(session: nox.Session) -> None:
 
 @nox.session
 def main(session: nox.Session) -> None:
-    """The main job: train a NumPy MLP on generated data, record it, show it."""
-    session.install("-e", ".", "numpy")
-    tmp = session.create_tmp()
+    """The main job: train a NumPy MLP on generated data, record it and show it; then start
+    an em server on its embedded default, log in, upload the run with its weights, list it
+    on the server and load it back into an empty folder."""
+    session.install("-e", ".[server]", "numpy")
+    tmp = Path(session.create_tmp()).resolve()
     session.chdir(tmp)
     session.run("python", f"{session.invoked_from}/examples/numpy_mlp.py", *session.posargs)
     session.run("em", "ls")
     session.run("em", "show", "numpy-mlp")
+    # the run just made (earlier runs of the job stay in .em/ but are not uploaded)
+    newest = max((tmp / ".em" / "runs").glob("numpy-mlp*/run.json"),
+                 key=lambda p: p.stat().st_mtime).parent
+    data = tmp / "server-data"
+    shutil.rmtree(data, ignore_errors=True)  # a fresh server each time the job runs
+    env = clean_env(tmp)
+    with embedded_server(session, data) as host:
+        key = new_key(session, data, "demo")
+        session.run("em", "login", "--host", host, env={**env, "EM_API_KEY": key})
+        session.run("em", "upload", str(newest), "--folder", "em-examples", "--make-folder",
+                    env=env)
+        session.run("em", "ls", "--remote", "em-examples", env=env)
+        back = tmp / "loaded-back"
+        shutil.rmtree(back, ignore_errors=True)
+        back.mkdir()
+        session.chdir(back)
+        session.run("em", "download", "/demo/em-examples/numpy-mlp", env=env)
+        session.run("em", "show", "numpy-mlp", env=env)
 

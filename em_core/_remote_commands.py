@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from datetime import datetime, timezone
 from typing import IO, Any
 
 from .errors import CorruptRunError, EmError
@@ -109,11 +110,21 @@ def cmd_ls(args: Any, out: IO[str]) -> int:
         for f in info.get("folders", []):
             out.write(f"{f['path']}/\n")
         for r in _pages(c, "/runs", "runs", folder):
-            started = r.get("start_timestamp") or ""
-            out.write(f"{r['path']}\t{r.get('status') or ''}\t{started}\n")
+            out.write(f"{r['path']}\t{r.get('status') or ''}\t{_when(r.get('start_timestamp'))}\n")
         for a in _pages(c, "/artifacts", "artifacts", folder):
             out.write(f"{a['path']}\tartifact\n")
     return 0
+
+
+def _when(stamp: Any) -> str:
+    """A start time as ``em ls`` prints it (UTC, to the second); the server sends seconds
+    since the epoch."""
+    if isinstance(stamp, (int, float)) and not isinstance(stamp, bool):
+        try:
+            return datetime.fromtimestamp(stamp, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        except (OverflowError, OSError, ValueError):
+            return str(stamp)
+    return str(stamp or "")[:19]
 
 
 def _pages(c: Any, endpoint: str, key: str, folder: str) -> Any:

@@ -183,8 +183,9 @@ class H(BaseHTTPRequestHandler):
             if path == "/folders":
                 return self.send(200, {"path": q["path"], "folders": [], "runs": 0, "artifacts": 0})
             if path == "/runs":
-                rs = [{"path": r["path"], "status": r["meta"]["status"]} for r in runs.values()
-                      if r["folder"] == q["folder"]]
+                rs = [{"path": r["path"], "status": r["meta"]["status"],
+                       "start_timestamp": r["meta"].get("start_timestamp")}
+                      for r in runs.values() if r["folder"] == q["folder"]]
                 return self.send(200, {"runs": rs, "total": len(rs)})
             if path == "/artifacts":
                 rs = [{"path": r["path"]} for r in arts.values() if r["folder"] == q["folder"]]

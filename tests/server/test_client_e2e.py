@@ -258,7 +258,10 @@ def test_server_down_never_stops_training_then_em_upload(server: Server, env: di
     ls = subprocess.run([*cli, "ls", "--remote", "later"], env=env, capture_output=True,
                         text=True, timeout=60)
     assert ls.returncode == 0, ls.stderr
-    assert "/alice/later/offline" in ls.stdout
+    path, status, started = ls.stdout.splitlines()[0].split("\t")
+    assert (path, status) == ("/alice/later/offline", "Complete")
+    # the start time as `em ls` prints it: UTC to the second, like the local run's
+    assert started == json.loads((local / "run.json").read_text())["start_timestamp"][:19]
     dl_dir = tmp_path / "dl"
     dl = subprocess.run([*cli, "download", "/alice/later/offline"], cwd=tmp_path,
                         env={**env, "EM_RUN_PARENT_DIR": str(dl_dir)}, capture_output=True,

@@ -144,8 +144,9 @@ def test_recorded_rows_are_those_of_the_per_event_path(text: str) -> None:
                                   "Epoch[2] Train-=0.5", "Epoch[3] Batch [5]\tTrain-=1",
                                   "Epoch[3] Batch [5]\tTrain-=1\tTrain-acc=0.5\tlr=0.1"])
 def test_a_prefix_without_a_name_is_no_metric(line: str) -> None:
-    """'Validation-=1' (or 'Train-=1' in a batch line) names nothing: both paths skip it (an empty name was passed to
-    run.log, which refuses it: an error under EM_STRICT, found by the test above)."""
+    """'Validation-=1' (or 'Train-=1' in a batch line) names nothing: both paths skip it
+    (an empty name was passed to run.log, which refuses it: an error under EM_STRICT,
+    found by the test above)."""
     data = (line + "\nEpoch[3]\tValidation-acc=0.5\n").encode()
     assert _records(_blockwise(data)) == _records(_reference(data))
     run = _blockwise(data)
