@@ -248,8 +248,8 @@ def _show_flow(assoc: dict[str, list[dict[str, Any]]], out: TextIO) -> None:
         w("  (no artifacts or runs marked)\n")
     for key, entries in assoc.items():
         for x in entries:
-            w(f"  {e(key)}: {e(x.get('kind'))} {e(x.get('alternative_name'))}  "
-              f"{e(x.get('local'))}\n")
+            where = x.get("local") or (f"on the server: {x['path']}" if x.get("path") else None)
+            w(f"  {e(key)}: {e(x.get('kind'))} {e(x.get('alternative_name'))}  {e(where)}\n")
 
 
 def _system_of(run: Run, summary: dict[str, Any]) -> dict[str, Any] | None:

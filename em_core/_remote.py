@@ -17,7 +17,8 @@ from ._files import write_json_atomic
 from ._paths import parent_dir
 from .errors import RemoteError
 
-__all__ = ["download", "is_remote_candidate", "load_artifact_remote", "load_run_remote"]
+__all__ = ["download", "followable", "is_remote_candidate", "load_artifact_remote",
+           "load_run_remote"]
 
 
 def is_remote_candidate(path: Any) -> bool:
@@ -65,6 +66,42 @@ def _entry(client: Client, info: dict[str, Any]) -> dict[str, Any]:
             "user": client.whoami()}
 
 
+def _server_paths(resolved: Any) -> dict[tuple[Any, Any], str]:
+    """(kind, alternative_name) -> server path, from the associations the server sent."""
+    paths = {}
+    for entries in resolved.values() if isinstance(resolved, dict) else ():
+        for e in entries if isinstance(entries, list) else ():
+            if isinstance(e, dict) and isinstance(e.get("path"), str):
+                paths[(e.get("kind"), e.get("alternative_name"))] = e["path"]
+    return paths
+
+
+def followable(assoc: Any, resolved: Any) -> Any:
+    """A downloaded run's associations as this machine can follow them: each entry gets the
+    server ``path`` of its other side (where the server knows it and this user may read
+    it: ``em download PATH`` fetches it); the uploader's ``local`` path is kept only where
+    it exists here."""
+    if not isinstance(assoc, dict):
+        return assoc
+    paths = _server_paths(resolved)
+    out: dict[str, Any] = {}
+    for key, entries in assoc.items():
+        if not isinstance(entries, list):
+            out[key] = entries
+            continue
+        out[key] = []
+        for e in entries:
+            if isinstance(e, dict):
+                e = dict(e)
+                path = paths.get((e.get("kind"), e.get("alternative_name")))
+                if path is not None:
+                    e["path"] = path
+                if isinstance(e.get("local"), str) and not os.path.isdir(e["local"]):
+                    del e["local"]
+            out[key].append(e)
+    return out
+
+
 def load_run_remote(path: str, client: Client | None = None) -> Any:
     """Download a run from the server and open it; see the module docstring.
 
@@ -90,6 +127,7 @@ def load_run_remote(path: str, client: Client | None = None) -> Any:
         _stream_to(c, f"/runs/{info['id']}/metrics.bin", mfile)
         entry = _entry(c, info)
         meta["remote"] = [*(r for r in meta.get("remote") or [] if r != entry), entry]
+        meta["associations"] = followable(meta.get("associations"), info.get("associations"))
         write_json_atomic(local / "run.json", meta)
         return load_run(local)
     finally:
@@ -120,6 +158,7 @@ def load_artifact_remote(path: str, client: Client | None = None) -> Any:
                        dest, obj.get("sha256"))
         entry = _entry(c, info)
         meta["remote"] = [*(r for r in meta.get("remote") or [] if r != entry), entry]
+        meta["associations"] = followable(meta.get("associations"), info.get("associations"))
         write_json_atomic(local / "artifact.json", meta)
         return load_artifact(local)
     finally:

@@ -25,6 +25,21 @@ USER = sys.argv[4]
 LOCK = threading.Lock()
 
 
+def resolved(meta: dict, runs: dict, arts: dict) -> dict:
+    """The associations as the server sends them: the server path of each other side."""
+    out = {}
+    for key, entries in (meta.get("associations") or {}).items():
+        out[key] = []
+        for e in entries:
+            e = {k: v for k, v in e.items() if k != "local"}
+            table = runs if e.get("kind") == "run" else arts
+            for oid, o in table.items():
+                if o["alt"] == e.get("alternative_name"):
+                    e.update(id=oid, path=o["path"])
+            out[key].append(e)
+    return out
+
+
 def load(name: str) -> dict:
     p = DATA / name
     return json.loads(p.read_text()) if p.exists() else {}
@@ -105,7 +120,8 @@ class H(BaseHTTPRequestHandler):
                         n = f.stat().st_size if f.exists() else 0
                         return self.send(200, {"id": rid, "path": r["path"], "meta": r["meta"],
                                                "status": r["meta"].get("status"),
-                                               "metrics_length": n})
+                                               "metrics_length": n,
+                                               "associations": resolved(r["meta"], runs, arts)})
                 return self.send(404, {"detail": f"{q['path']!r} not found"})
             parts = path.strip("/").split("/")
             if parts[0] == "runs" and len(parts) >= 3:

@@ -171,6 +171,7 @@ def test_seed_flow_end_to_end(server: Server, env: dict[str, str], tmp_path: Pat
     assert len(back.metrics["train"]) == 500 and len(back.metrics["val"]) == 5
     assert back.status == em.Status.COMPLETE
     out = back.associations["outputs"][0]
+    assert out["path"] == f"/alice/em-examples/{out['name']}"  # where em download finds it
     art = em.load_artifact(f"em-examples/{out['name']}")  # relative: under the user
     f = Path(art.file_path("model.bin"))
     assert f.read_bytes() == bytes(range(256)) * 4000
