@@ -10,7 +10,7 @@ from functools import lru_cache
 from ..logpipe.values import parse_number as _number
 
 __all__ = ["EPOCH_LINES", "NAME_CHARS", "RARE_WORDS", "TOKEN", "VALUE_CHARS", "batch_metrics",
-           "pairs", "rare_lines", "tail_layout", "tail_layout_of"]
+           "pairs", "rare_lines", "tail_layout", "tail_layout_of", "token_names"]
 
 _NOT_METRICS = frozenset({"Epoch", "Batch", "Rank"})
 _BRACKET = re.compile(r"([A-Za-z_][\w-]*)\[([^\]]+)\]")
@@ -124,10 +124,17 @@ def tail_layout(names: tuple[str, ...]) -> tuple[re.Pattern[str], tuple[str, ...
 def tail_layout_of(tokens: str) -> tuple[re.Pattern[str], tuple[str, ...]] | None:
     """The :func:`tail_layout` of a batch line's tokens (``'\\ta=1\\tb=2...'``), if they are all
     ``NAME=VALUE``."""
+    names = token_names(tokens)
+    return None if names is None else tail_layout(names)
+
+
+def token_names(tokens: str) -> tuple[str, ...] | None:
+    """The names of a batch line's tokens (``'\ta=1\tb=2...'``), as printed, if they are
+    all ``NAME=VALUE``; else None."""
     names = []
     for token in tokens[1:].split("\t"):
         m = TOKEN.fullmatch(token)
         if m is None:
             return None
         names.append(m.group(1))
-    return tail_layout(tuple(names))
+    return tuple(names)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-from .forms import RARE_WORDS, TOKEN, VALUE_CHARS
+from .forms import RARE_WORDS, VALUE_CHARS, token_names
 
 __all__ = ["Layout", "LineShape", "columns", "layout_of"]
 
@@ -73,12 +73,9 @@ def _line(text: str, first: bool) -> tuple[str, LineShape] | None:
     elif _LOSS.fullmatch(tail):
         names, tail_pat = ("loss",), r" Loss\[([^\t\n \]]+)\]"
     elif tail.startswith("\t"):
-        raw = []
-        for token in tail[1:].split("\t"):
-            t = TOKEN.fullmatch(token)
-            if t is None:
-                return None
-            raw.append(t.group(1))
+        raw = token_names(tail)
+        if raw is None:
+            return None
         names = tuple(n[6:] if n.startswith("Train-") else n for n in raw)
         if "" in names or len(set(raw)) < len(raw) or len(set(names)) < len(names):
             return None  # the parser's de-duplication decides those
