@@ -27,7 +27,8 @@ _modules = [importlib.import_module(f"noxsessions.{m.name}")
 _ORDER = ["mxnet", "torch", "keras", "horovod"]  # quick first, Horovod's builds last
 _modules.sort(key=lambda m: _ORDER.index(m.__name__.split(".")[-1])
               if m.__name__.split(".")[-1] in _ORDER else -1)
-nox.options.sessions = ["lint", "typecheck", "core"] + [
+# "main" too: the README's first command must keep working, server half included
+nox.options.sessions = ["lint", "typecheck", "core", "main"] + [
     name for mod in _modules for name in getattr(mod, "DEFAULT", [])]
 nox.options.error_on_missing_interpreters = True
 
