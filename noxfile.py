@@ -66,7 +66,9 @@ def main(session: nox.Session) -> None:
     session.install("-e", ".[server]", "numpy")
     tmp = Path(session.create_tmp()).resolve()
     session.chdir(tmp)
-    session.run("python", f"{session.invoked_from}/examples/numpy_mlp.py", *session.posargs)
+    if session.run("python", f"{session.invoked_from}/examples/numpy_mlp.py",
+                   *session.posargs) is None:
+        return  # nox --install-only: nothing ran, so nothing to upload
     session.run("em", "ls")
     session.run("em", "show", "numpy-mlp")
     # the run just made (earlier runs of the job stay in .em/ but are not uploaded)

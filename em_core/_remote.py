@@ -93,6 +93,7 @@ def followable(assoc: Any, resolved: Any) -> Any:
         for e in entries:
             if isinstance(e, dict):
                 e = dict(e)
+                e.pop("path", None)  # one another server gave (a copy uploaded again)
                 path = paths.get((e.get("kind"), e.get("alternative_name")))
                 if path is not None:
                     e["path"] = path
@@ -127,7 +128,8 @@ def load_run_remote(path: str, client: Client | None = None) -> Any:
         _stream_to(c, f"/runs/{info['id']}/metrics.bin", mfile)
         entry = _entry(c, info)
         meta["remote"] = [*(r for r in meta.get("remote") or [] if r != entry), entry]
-        meta["associations"] = followable(meta.get("associations"), info.get("associations"))
+        if isinstance(meta.get("associations"), dict):
+            meta["associations"] = followable(meta["associations"], info.get("associations"))
         write_json_atomic(local / "run.json", meta)
         return load_run(local)
     finally:
@@ -158,7 +160,8 @@ def load_artifact_remote(path: str, client: Client | None = None) -> Any:
                        dest, obj.get("sha256"))
         entry = _entry(c, info)
         meta["remote"] = [*(r for r in meta.get("remote") or [] if r != entry), entry]
-        meta["associations"] = followable(meta.get("associations"), info.get("associations"))
+        if isinstance(meta.get("associations"), dict):
+            meta["associations"] = followable(meta["associations"], info.get("associations"))
         write_json_atomic(local / "artifact.json", meta)
         return load_artifact(local)
     finally:

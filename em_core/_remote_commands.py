@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import IO, Any
 
 from .errors import CorruptRunError, EmError
@@ -117,11 +117,11 @@ def cmd_ls(args: Any, out: IO[str]) -> int:
 
 
 def _when(stamp: Any) -> str:
-    """A start time as ``em ls`` prints it (UTC, to the second); the server sends seconds
-    since the epoch."""
+    """A start time as ``em ls`` prints it (this machine's local time, to the second); the
+    server sends seconds since the epoch."""
     if isinstance(stamp, (int, float)) and not isinstance(stamp, bool):
         try:
-            return datetime.fromtimestamp(stamp, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+            return datetime.fromtimestamp(stamp).strftime("%Y-%m-%dT%H:%M:%S")
         except (OverflowError, OSError, ValueError):
             return str(stamp)
     return str(stamp or "")[:19]

@@ -27,10 +27,9 @@ def embedded_server(session: nox.Session, data: Path) -> Iterator[str]:
     """``em server start --data DATA`` on a free loopback port; yields its address once it
     answers its health check, and stops it afterwards (its log: DATA/../server.log)."""
     port = _free_port()
-    em = str(Path(session.bin) / "em")
     log = open(data.parent / "server.log", "wb")  # closed in finally
-    proc = subprocess.Popen([em, "server", "--data", str(data), "start", "--port", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([_em(session), "server", "--data", str(data), "start", "--port",
+                             str(port)], stdout=log, stderr=subprocess.STDOUT, env=_server_env())
     host = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -60,12 +59,28 @@ def embedded_server(session: nox.Session, data: Path) -> Iterator[str]:
 
 def new_key(session: nox.Session, data: Path, user: str) -> str:
     """A new user on the server's database and its API key (printed once by ``em server
-    user add``; captured here, never echoed)."""
-    out = session.run("em", "server", "--data", str(data), "user", "add", user, silent=True)
-    key = str(out).strip().splitlines()[-1].strip()
-    if not key:
-        session.error("em server user add printed no key")
-    return key
+    user add``; captured here and never shown: not through session.run, whose output
+    ``nox -v`` prints)."""
+    session.log(f"em server --data {data} user add {user}")
+    p = subprocess.run([_em(session), "server", "--data", str(data), "user", "add", user],
+                       capture_output=True, text=True, env=_server_env())
+    lines = p.stdout.split()
+    if p.returncode != 0 or len(lines) != 1:
+        session.error(f"em server user add failed (exit {p.returncode}): {p.stderr.strip()}")
+    return lines[0]
+
+
+def _em(session: nox.Session) -> str:
+    return str(Path(session.bin) / "em")
+
+
+def _server_env() -> dict[str, str]:
+    """This environment without the settings that would point the job's server elsewhere
+    (a database or object store of the caller's, or no key checks at all): the embedded
+    default is what the job shows."""
+    drop = {"EM_SERVER_DB", "EM_SERVER_OBJECTS", "EM_S3_ENDPOINT", "EM_SERVER_LOCAL",
+            "EM_SERVER_DATA"}
+    return {k: v for k, v in os.environ.items() if k not in drop}
 
 
 def clean_env(tmp: Path) -> dict[str, str]:

@@ -17,7 +17,7 @@ def test_server_paths_added_and_foreign_local_paths_dropped(tmp_path: Path) -> N
         {"kind": "artifact", "name": "ckpt", "alternative_name": "ckpt_2",
          "local": "/on/the/uploaders/machine/ckpt_2"},
         {"kind": "artifact", "name": "data", "alternative_name": "data_3",
-         "local": "/elsewhere/data_3"},
+         "local": "/elsewhere/data_3", "path": "/bob/from/another/server"},
     ], "inputs": []}
     resolved = {"outputs": [
         {"kind": "artifact", "name": "weights", "alternative_name": "weights_1",
@@ -31,6 +31,7 @@ def test_server_paths_added_and_foreign_local_paths_dropped(tmp_path: Path) -> N
     assert weights == {**assoc["outputs"][0], "path": "/alice/x/weights"}  # local exists here
     assert ckpt == {"kind": "artifact", "name": "ckpt", "alternative_name": "ckpt_2",
                     "path": "/alice/x/ckpt"}
+    # a path another server gave (the copy was uploaded again) is not this server's
     assert data == {"kind": "artifact", "name": "data", "alternative_name": "data_3"}
     assert out["inputs"] == []
     assert assoc["outputs"][1]["local"] == "/on/the/uploaders/machine/ckpt_2"  # not changed

@@ -235,7 +235,8 @@ def test_server_down_never_stops_training_then_em_upload(server: Server, env: di
         run.finish()
         print(run.local)
     """)
-    e = {**env, "EM_UPLOAD_INTERVAL": "0.1", "EM_UPLOAD_TIMEOUT": "1"}
+    # not UTC: the start time em ls --remote prints must be local time, as em ls prints it
+    e = {**env, "EM_UPLOAD_INTERVAL": "0.1", "EM_UPLOAD_TIMEOUT": "1", "TZ": "America/New_York"}
     p = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=e, capture_output=True,
                        text=True, timeout=60)
     assert p.returncode == 0, p.stderr
@@ -256,12 +257,12 @@ def test_server_down_never_stops_training_then_em_upload(server: Server, env: di
     assert served == (local / "metrics.bin").read_bytes()
     assert info["status"] == "Complete"
 
-    ls = subprocess.run([*cli, "ls", "--remote", "later"], env=env, capture_output=True,
-                        text=True, timeout=60)
+    ls = subprocess.run([*cli, "ls", "--remote", "later"], env={**env, "TZ": e["TZ"]},
+                        capture_output=True, text=True, timeout=60)
     assert ls.returncode == 0, ls.stderr
     path, status, started = ls.stdout.splitlines()[0].split("\t")
     assert (path, status) == ("/alice/later/offline", "Complete")
-    # the start time as `em ls` prints it: UTC to the second, like the local run's
+    # the start time as `em ls` prints it: local time to the second, like the local run's
     assert started == json.loads((local / "run.json").read_text())["start_timestamp"][:19]
     dl_dir = tmp_path / "dl"
     dl = subprocess.run([*cli, "download", "/alice/later/offline"], cwd=tmp_path,

@@ -121,3 +121,25 @@ def test_valid_end_stops_at_the_first_bad_record_of_a_long_run(tmp_path: Path,
         want = at
     assert _upload.valid_end(bytes(data), first, 0) == want
     assert _upload.valid_end(bytes(data[40:]), first, 40) == want  # a buffer from 40 on
+
+
+def test_a_run_uploaded_without_associations_loads_back(
+        server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run.json with no associations (written by an older em, or by hand) downloads as a
+    run with none, not with ``null`` that breaks ``.associations``."""
+    import json
+
+    em.login(server.url, server.key)
+    run = em.create_run(name="bare")
+    run.log("train", {"loss": 1.0}, step=0)
+    run.finish()
+    meta_file = Path(run.local) / "run.json"
+    meta = json.loads(meta_file.read_text())
+    del meta["associations"]
+    meta_file.write_text(json.dumps(meta))
+    em.load_run(run.local).upload(folder="bare", make_folder=True)
+    monkeypatch.setenv("EM_RUN_PARENT_DIR", str(tmp_path / "elsewhere"))
+    back = em.load_run("/alice/bare/bare")
+    assert Path(back.local).parent == tmp_path / "elsewhere"
+    assert back.associations == {}
+    assert len(back.metrics["train"]) == 1
