@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import nox
 
 FRAMEWORKS = ("torch", "tensorflow", "keras", "mxnet", "jax", "lightning", "horovod")
@@ -18,3 +20,10 @@ def assert_absent(session: nox.Session, modules: tuple[str, ...] = FRAMEWORKS) -
 def install_em(session: nox.Session, *extra: str) -> None:
     """Install em itself (editable, with the test tools) plus ``extra`` requirements."""
     session.install("-e", ".[test]", *extra)
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now, on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import time
 import urllib.request
@@ -15,18 +14,14 @@ from pathlib import Path
 
 import nox
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from noxsessions._common import free_port
 
 
 @contextlib.contextmanager
 def embedded_server(session: nox.Session, data: Path) -> Iterator[str]:
     """``em server start --data DATA`` on a free loopback port; yields its address once it
     answers its health check, and stops it afterwards (its log: DATA/../server.log)."""
-    port = _free_port()
+    port = free_port()
     log = open(data.parent / "server.log", "wb")  # closed in finally
     proc = subprocess.Popen([_em(session), "server", "--data", str(data), "start", "--port",
                              str(port)], stdout=log, stderr=subprocess.STDOUT, env=_server_env())

@@ -15,12 +15,11 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 from pathlib import Path
 
 import nox
 
-from noxsessions._common import install_em
+from noxsessions._common import free_port, install_em
 
 DEFAULT = ["server"]
 
@@ -37,12 +36,6 @@ def _initdb(session: nox.Session) -> Path:
     return Path(found[-1]).parent
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start_postgres(session: nox.Session) -> tuple[str, list[str]]:
     """Start a throwaway cluster; returns its URL and the command that stops it."""
     bindir = _initdb(session)
@@ -53,7 +46,7 @@ def start_postgres(session: nox.Session) -> tuple[str, list[str]]:
     if os.geteuid() == 0:
         shutil.chown(root, "postgres")
         as_pg = ["runuser", "-u", "postgres", "--"]
-    port = _free_port()
+    port = free_port()
     session.run(*as_pg, str(bindir / "initdb"), "-D", str(root / "data"), "-A", "trust",
                 "-U", "em", external=True, silent=True)
     session.run(*as_pg, str(bindir / "pg_ctl"), "-D", str(root / "data"), "-w", "-o",

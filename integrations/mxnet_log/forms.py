@@ -10,7 +10,7 @@ from functools import lru_cache
 from ..logpipe.values import parse_number as _number
 
 __all__ = ["EPOCH_LINES", "NAME_CHARS", "RARE_WORDS", "TOKEN", "VALUE_CHARS", "batch_metrics",
-           "pairs", "rare_lines", "tail_layout", "tail_layout_of", "token_names"]
+           "metric_name", "pairs", "rare_lines", "tail_layout", "tail_layout_of", "token_names"]
 
 _NOT_METRICS = frozenset({"Epoch", "Batch", "Rank"})
 _BRACKET = re.compile(r"([A-Za-z_][\w-]*)\[([^\]]+)\]")
@@ -86,6 +86,12 @@ def rare_lines(text: str) -> list[int]:
     return [*sorted(starts), len(text)]
 
 
+def metric_name(printed: str) -> str:
+    """The name a printed ``Train-acc`` is recorded under: ``acc`` (the prefix dropped; a
+    bare ``Train-`` names nothing: ``''``, which no path records)."""
+    return printed[6:] if printed.startswith("Train-") else printed
+
+
 def batch_metrics(tail: str) -> dict[str, float]:
     """The metrics after ``Batch [k]``: ``Name[value]`` and ``name=value`` (``Train-`` dropped)."""
     metrics: dict[str, float] = {}
@@ -99,8 +105,9 @@ def batch_metrics(tail: str) -> dict[str, float]:
         found: dict[str, float] = {}
         pairs(tail, found)
         for name, value in found.items():
-            if name != "Train-":  # a prefix with no name ('Train-=1') is no metric
-                metrics[name[6:] if name.startswith("Train-") else name] = value
+            name = metric_name(name)
+            if name:
+                metrics[name] = value
     else:
         pairs(tail, metrics)
     return metrics
@@ -115,7 +122,7 @@ def tail_layout(names: tuple[str, ...]) -> tuple[re.Pattern[str], tuple[str, ...
     pattern that takes such a tail apart (a group per value) and the metric names (``Train-``
     dropped); None where that would not give what :func:`batch_metrics` gives (names
     repeated before or after the prefix is dropped, a prefix with no name)."""
-    out = tuple(n[6:] if n.startswith("Train-") else n for n in names)
+    out = tuple(map(metric_name, names))
     if "" in out or len(set(names)) != len(names) or len(set(out)) != len(out):
         return None
     return re.compile("".join(f"\t{re.escape(n)}=({VALUE_CHARS})" for n in names)), out
@@ -129,7 +136,7 @@ def tail_layout_of(tokens: str) -> tuple[re.Pattern[str], tuple[str, ...]] | Non
 
 
 def token_names(tokens: str) -> tuple[str, ...] | None:
-    """The names of a batch line's tokens (``'\ta=1\tb=2...'``), as printed, if they are
+    """The names of a batch line's tokens (``'\\ta=1\\tb=2...'``), as printed, if they are
     all ``NAME=VALUE``; else None."""
     names = []
     for token in tokens[1:].split("\t"):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-from .forms import RARE_WORDS, VALUE_CHARS, token_names
+from .forms import RARE_WORDS, VALUE_CHARS, metric_name, token_names
 
 __all__ = ["Layout", "LineShape", "columns", "layout_of"]
 
@@ -76,7 +76,7 @@ def _line(text: str, first: bool) -> tuple[str, LineShape] | None:
         raw = token_names(tail)
         if raw is None:
             return None
-        names = tuple(n[6:] if n.startswith("Train-") else n for n in raw)
+        names = tuple(map(metric_name, raw))
         if "" in names or len(set(raw)) < len(raw) or len(set(names)) < len(names):
             return None  # the parser's de-duplication decides those
         tail_pat = "".join(f"\\t{re.escape(n)}={value}" for n in raw)

@@ -27,7 +27,7 @@ from .events import (
     Start,
     TrainingStart,
 )
-from .forms import EPOCH_LINES, batch_metrics, pairs, rare_lines, tail_layout_of
+from .forms import EPOCH_LINES, batch_metrics, metric_name, pairs, rare_lines, tail_layout_of
 from .layouts import Layout, columns, layout_of
 
 __all__ = ["EPOCH_LINES", "MXNetLogParser"]
@@ -404,8 +404,8 @@ class MXNetLogParser:
             if name.startswith("Validation-"):
                 if name != "Validation-":  # a prefix with no name ('Validation-=1') is none
                     ep.val[name[11:]] = value
-            elif name != "Train-":
-                ep.train[name[6:] if name.startswith("Train-") else name] = value
+            elif metric_name(name):  # '' for a bare 'Train-'
+                ep.train[metric_name(name)] = value
         if epoch != self._epoch:
             self._order(epoch, None, {}, self._pos, out)
         if ep.train or ep.val or ep.time_cost is not None or ep.speed is not None:
