@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["OutputFiles", "parse_number"]
@@ -47,10 +48,13 @@ class OutputFiles:
         prog: The command, for messages ('em caffe').
         description: The artifact's description.
         root: The only folder files are read from; relative paths are resolved against it.
+        on_refused: Called with ``{'<kind>s_refused': [...]}`` instead of setting the
+            hyperparameter (a recorder that saves a block's changes at once).
     """
 
     def __init__(self, run: Any, *, kind: str, prog: str, description: str,
-                 root: str | None = None) -> None:
+                 root: str | None = None,
+                 on_refused: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.run = run
         self.kind = kind
         self.prog = prog
@@ -58,6 +62,7 @@ class OutputFiles:
         self.root = root
         self.artifact: Any = None
         self.refused: list[str] = []
+        self._on_refused = on_refused
 
     def add(self, paths: list[str]) -> None:
         """Copy the files at ``paths`` (as the log names them) into the artifact.
@@ -89,7 +94,10 @@ class OutputFiles:
             except (OSError, em.EmError, ValueError) as exc:
                 em.handle_problem(exc, key=f"{self.prog}-{self.kind}:{type(exc).__name__}")
         if len(self.refused) > refused:
-            self.run.hparams[f"{self.kind}s_refused"] = list(self.refused)
+            if self._on_refused is not None:
+                self._on_refused({f"{self.kind}s_refused": list(self.refused)})
+            else:
+                self.run.hparams[f"{self.kind}s_refused"] = list(self.refused)
 
     @staticmethod
     def _resolved(joined: str, folders: dict[str, str]) -> str:

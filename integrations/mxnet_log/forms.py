@@ -5,12 +5,14 @@ to its per-line path (:data:`RARE_WORDS`), and the metric tokens of batch and ep
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from functools import lru_cache
 
 from ..logpipe.values import parse_number as _number
 
-__all__ = ["EPOCH_LINES", "NAME_CHARS", "RARE_WORDS", "TOKEN", "VALUE_CHARS", "batch_metrics",
-           "metric_name", "pairs", "rare_lines", "tail_layout", "tail_layout_of", "token_names"]
+__all__ = ["EPOCH_LINES", "NAME_CHARS", "RARE_WORDS", "TOKEN", "VALUE_CHARS", "RareLines",
+           "batch_metrics",
+           "metric_name", "pairs", "tail_layout", "tail_layout_of", "token_names"]
 
 _NOT_METRICS = frozenset({"Epoch", "Batch", "Rank"})
 _BRACKET = re.compile(r"([A-Za-z_][\w-]*)\[([^\]]+)\]")
@@ -73,17 +75,44 @@ def pairs(text: str, into: dict[str, float]) -> None:
                     into[name] = value
 
 
-def rare_lines(text: str) -> list[int]:
-    """Where the lines of ``text`` (``'\\n'``-led) with one of :data:`RARE_WORDS` begin (at
-    their ``'\\n'``), in order, then ``len(text)``."""
-    starts: set[int] = set()
-    for word in RARE_WORDS:
-        at = text.find(word)
-        while at >= 0:
-            starts.add(text.rfind("\n", 0, at))
-            end = text.find("\n", at)
-            at = text.find(word, end) if end >= 0 else -1
-    return [*sorted(starts), len(text)]
+class RareLines:
+    """Where the lines of a text (``'\\n'``-led: every line starts at its ``'\\n'``) with one
+    of :data:`RARE_WORDS` begin, found only where asked and a window at a time: the block
+    path never asks inside a run of batch reports (a layout's lines hold none of the words),
+    and a search for six words costs as much as reading the text six times."""
+
+    WINDOW = 1 << 15  # characters searched at once, at most
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._lo = self._hi = 0  # the window searched: its rare lines are in _found
+        self._found: list[int] = []
+
+    def next(self, pos: int, end: int) -> int:
+        """The first rare line starting at or after ``pos`` (a line's ``'\\n'``) and before
+        ``end`` (a line's ``'\\n'`` or the text's end); ``end`` if there is none."""
+        while pos < end:
+            if not self._lo <= pos < self._hi:
+                self._search(pos, end)
+            i = bisect_left(self._found, pos)
+            if i < len(self._found):
+                return min(self._found[i], end)
+            pos = self._hi
+        return end
+
+    def _search(self, lo: int, end: int) -> None:
+        text = self._text
+        hi = end if end - lo <= self.WINDOW else text.find("\n", lo + self.WINDOW, end)
+        if hi < 0:
+            hi = end
+        starts: set[int] = set()
+        for word in RARE_WORDS:
+            at = text.find(word, lo, hi)
+            while at >= 0:
+                starts.add(text.rfind("\n", lo, at))
+                line_end = text.find("\n", at, hi)
+                at = text.find(word, line_end, hi) if line_end >= 0 else -1
+        self._lo, self._hi, self._found = lo, hi, sorted(starts)
 
 
 def metric_name(printed: str) -> str:

@@ -19,7 +19,12 @@ from typing import NamedTuple
 
 from .forms import RARE_WORDS, VALUE_CHARS, metric_name, token_names
 
-__all__ = ["Layout", "LineShape", "columns", "layout_of"]
+__all__ = ["Layout", "LineShape", "columns", "layout_of", "native_columns", "scan"]
+
+try:  # the C matcher, when built (see _rowscan.c)
+    from ._rowscan import scan
+except ImportError:  # pragma: no cover - no compiler where it was installed
+    scan = None
 
 _LOSS = re.compile(r" Loss\[[^\t\n \]]+\]")
 # One batch line, as EPOCH_LINES's batch branch reads it; the parts that stay literal
@@ -39,39 +44,68 @@ class LineShape(NamedTuple):
 
 class Layout(NamedTuple):
     """Batch reports printed one way: ``lines`` per batch (one, or more when one batch is
-    reported on consecutive lines), ``run`` matches one or more of them in a row from a
-    line's ``'\\n'``, ``row`` takes one apart (groups: epoch, batch, then per line its speed
-    if printed and its values)."""
+    reported on consecutive lines), ``row`` takes one apart from its first line's ``'\\n'``
+    (groups: epoch, batch, then per line its speed if printed and its values), ``program``
+    is the same for the C matcher (None where it cannot say it)."""
 
     lines: tuple[LineShape, ...]
-    run: re.Pattern[str]
     row: re.Pattern[str]
+    program: tuple[tuple[int, str], ...] | None
 
 
-def _prefix(mpi: str, rest: str) -> str:
-    """The pattern of a line's prefix: its digits may vary, nothing else."""
+# The steps a layout's lines are made of, as (op, literal) pairs; the numbers are those of
+# _rowscan.c. Literals are matched exactly; the other steps as their pattern here says.
+LIT, DIGITS, EPOCH, BATCH, EPOCH_AGAIN, BATCH_AGAIN, VALUE, LOSS, EOL, NOT_MPI = range(10)
+_PATTERNS = {DIGITS: "[0-9]+", EPOCH: "([0-9]+)", BATCH: "([0-9]+)", EPOCH_AGAIN: r"\1",
+             BATCH_AGAIN: r"\2", VALUE: f"({VALUE_CHARS})", LOSS: r"([^\t\n \]]+)", EOL: "$",
+             NOT_MPI: r"(?!\[\d+,\d+\]<std\w+>:)"}
+Steps = list[tuple[int, str]]
+
+
+def _pattern(steps: Steps) -> str:
+    return "".join(re.escape(lit) if op == LIT else _PATTERNS[op] for op, lit in steps)
+
+
+def _merged(steps: Steps) -> tuple[tuple[int, str], ...]:
+    """The steps with consecutive literals joined."""
+    out: Steps = []
+    for op, lit in steps:
+        if op == LIT and out and out[-1][0] == LIT:
+            out[-1] = (LIT, out[-1][1] + lit)
+        else:
+            out.append((op, lit))
+    return tuple(out)
+
+
+def _prefix(mpi: str, rest: str) -> Steps:
+    """The steps of a line's prefix: its digits may vary, nothing else."""
+    steps: Steps
     if mpi:  # rank 0 only, as the parser
-        head = r"\[[0-9]+,0\]" + re.escape(mpi[mpi.index("<"):])
-    else:
-        head = r"(?!\[\d+,\d+\]<std\w+>:)"
-    parts = _DIGITS.split(rest)
-    return head + "".join("[0-9]+" if i % 2 else re.escape(p) for i, p in enumerate(parts))
+        steps = [(LIT, "["), (DIGITS, ""), (LIT, ",0]" + mpi[mpi.index("<"):])]
+    else:  # no MPI prefix: only needs saying when the line may start with '['
+        steps = [(NOT_MPI, "")] if rest.startswith("[") else []
+    for i, part in enumerate(_DIGITS.split(rest)):
+        if i % 2:
+            steps.append((DIGITS, ""))
+        elif part:
+            steps.append((LIT, part))
+    return steps
 
 
-def _line(text: str, first: bool) -> tuple[str, LineShape] | None:
-    """The pattern (groups: epoch and batch on the first line, then speed and values) and
+def _line(text: str, first: bool) -> tuple[Steps, LineShape] | None:
+    """The steps (captures: epoch and batch on the first line, then speed and values) and
     shape of one batch line, or None where the parser might read a line of that pattern
     otherwise than its batch branch does."""
     m = _SHAPE.fullmatch(text)
     if m is None or any(w in text for w in RARE_WORDS):
         return None
     mpi, rest, rank, batch, dash, speed, tail = m.groups()
-    value = f"({VALUE_CHARS})"
+    tail_steps: Steps
     if tail == "":
         names: tuple[str, ...] = ()
-        tail_pat = ""
+        tail_steps = []
     elif _LOSS.fullmatch(tail):
-        names, tail_pat = ("loss",), r" Loss\[([^\t\n \]]+)\]"
+        names, tail_steps = ("loss",), [(LIT, " Loss["), (LOSS, ""), (LIT, "]")]
     elif tail.startswith("\t"):
         raw = token_names(tail)
         if raw is None:
@@ -79,16 +113,17 @@ def _line(text: str, first: bool) -> tuple[str, LineShape] | None:
         names = tuple(map(metric_name, raw))
         if "" in names or len(set(raw)) < len(raw) or len(set(names)) < len(names):
             return None  # the parser's de-duplication decides those
-        tail_pat = "".join(f"\\t{re.escape(n)}={value}" for n in raw)
+        tail_steps = [step for n in raw for step in ((LIT, f"\t{n}="), (VALUE, ""))]
     else:
         return None
     if speed and "samples_per_sec" in names:
         return None  # the recorder writes the speed over it
-    epoch, number = (r"([0-9]+)", r"([0-9]+)") if first else (r"\1", r"\2")
-    pattern = (_prefix(mpi, rest) + rf"Epoch\[{epoch}\]" + re.escape(rank + batch)
-               + ("[0-9]+-" if dash else "") + rf"{number}\]"
-               + (rf"\tSpeed: {value} samples/sec" if speed else "") + tail_pat + "$")
-    return pattern, LineShape(names, bool(speed))
+    steps = [*_prefix(mpi, rest), (LIT, "Epoch["), (EPOCH if first else EPOCH_AGAIN, ""),
+             (LIT, "]" + rank + batch), *([(DIGITS, ""), (LIT, "-")] if dash else []),
+             (BATCH if first else BATCH_AGAIN, ""), (LIT, "]"),
+             *([(LIT, "\tSpeed: "), (VALUE, ""), (LIT, " samples/sec")] if speed else []),
+             *tail_steps, (EOL, "")]
+    return steps, LineShape(names, bool(speed))
 
 
 def layout_of(lines: list[str]) -> Layout | None:
@@ -116,13 +151,14 @@ def _compiled(key: tuple[object, ...], lines: tuple[str, ...]) -> Layout | None:
     parts = [_line(text, i == 0) for i, text in enumerate(lines)]
     layout = None
     if None not in parts:
-        pats = [p for p, _ in parts]  # type: ignore[misc]
         shapes = tuple(s for _, s in parts)  # type: ignore[misc]
         names = [n for s in shapes for n in s.names]
         if len(set(names)) == len(names):  # else the parser sees the batch reported again
-            unit = "".join("\n" + p for p in pats)
-            layout = Layout(shapes, re.compile(f"(?:{unit})+", re.MULTILINE),
-                            re.compile(unit, re.MULTILINE))
+            unit = [step for steps, _ in parts  # type: ignore[misc]
+                    for step in [(LIT, "\n"), *steps]]
+            program = _merged(unit)
+            layout = Layout(shapes, re.compile(_pattern(unit), re.MULTILINE),
+                            None if any(op == NOT_MPI for op, _ in program) else program)
     if len(_made) >= 256:
         _made.pop(next(iter(_made)))
     _made[key] = layout
@@ -131,26 +167,31 @@ def _compiled(key: tuple[object, ...], lines: tuple[str, ...]) -> Layout | None:
 
 
 Report = tuple[tuple[str, ...], list[list[float]], "list[float] | None"]
+Columns = tuple[list[str], list[int], list[Report]]
 
 
-def columns(layout: Layout, found: list[tuple[str, ...]]
-            ) -> tuple[tuple[str, ...], list[int], list[Report]] | None:
+def columns(layout: Layout, found: list[tuple[str, ...]]) -> Columns | None:
     """The rows ``layout.row.findall`` found, column by column: the epochs (as printed), the
     batch numbers, and per line of the layout its metric names, their value columns and its
     speed column (None when it prints none); None if a value is one float() does not read
     (the parser's per-line path then decides)."""
     cols = list(zip(*found))
-    at = 2
-    reports: list[Report] = []
     try:
-        for shape in layout.lines:
-            speeds = None
-            if shape.speed:
-                speeds = list(map(float, cols[at]))
-                at += 1
-            values = [list(map(float, c)) for c in cols[at:at + len(shape.names)]]
-            at += len(shape.names)
-            reports.append((shape.names, values, speeds))
+        values = [list(map(float, c)) for c in cols[2:]]
     except ValueError:
         return None
-    return cols[0], list(map(int, cols[1])), reports
+    return native_columns(layout, [list(cols[0]), list(map(int, cols[1])), *values])
+
+
+def native_columns(layout: Layout, cols: list[list[object]]) -> Columns:
+    """:func:`columns` of what ``scan`` gives: a column per capture, converted."""
+    at = 2
+    reports: list[Report] = []
+    for shape in layout.lines:
+        speeds = None
+        if shape.speed:
+            speeds = cols[at]
+            at += 1
+        reports.append((shape.names, cols[at:at + len(shape.names)], speeds))  # type: ignore[arg-type]
+        at += len(shape.names)
+    return cols[0], cols[1], reports  # type: ignore[return-value]

@@ -27,8 +27,15 @@ from .events import (
     Start,
     TrainingStart,
 )
-from .forms import EPOCH_LINES, batch_metrics, metric_name, pairs, rare_lines, tail_layout_of
-from .layouts import Layout, columns, layout_of
+from .forms import (
+    EPOCH_LINES,
+    RareLines,
+    batch_metrics,
+    metric_name,
+    pairs,
+    tail_layout_of,
+)
+from .layouts import Columns, Layout, columns, layout_of, native_columns, scan
 
 __all__ = ["EPOCH_LINES", "MXNetLogParser"]
 
@@ -130,40 +137,56 @@ class MXNetLogParser:
         text = "\n" + (text[:-1] if text[-1] == "\n" else text)
         self._text, self._counted, self._last = text, (0, 0), None
         out: list[MXNetEvent | BatchRows] = []
-        stops = iter(rare_lines(text))  # the lines EPOCH_LINES must not see, then the end
-        stop = next(stops)
-        pos = 0  # the '\n' before the next line
-        while pos < len(text):
-            if self._traceback or pos == stop:  # a line for _line alone
-                end = text.find("\n", pos + 1)
-                if end < 0:
-                    end = len(text)
-                self._pos = pos
-                self._line(text[pos + 1:end], out)  # type: ignore[arg-type]
-                pos = end
-                while stop < pos:
-                    stop = next(stops)
-                continue
+        rare = RareLines(text)  # the lines EPOCH_LINES must not see
+        pos, end = 0, len(text)  # pos: the '\n' before the next line
+        while pos < end:
             layout = self._layout
-            if layout is None:
-                pos = self._matches(text, pos, stop, out)  # type: ignore[arg-type]
-                continue
-            pos = self._scan(layout, text, pos, stop, out)  # type: ignore[arg-type]
+            if layout is None or self._traceback:
+                pos = self._span(text, pos, end, out, rare, until_layout=True)
+            else:
+                pos = self._scan(layout, text, pos, out, rare)
         self._text = None
         return out
 
-    def _scan(self, layout: Layout, text: str, pos: int, stop: int,
-              out: list[MXNetEvent | BatchRows]) -> int:
-        """The lines of ``text[pos:stop]``: runs of ``layout`` reports found by one pass of
-        its pattern (:meth:`_rows`), the lines between them by :meth:`_matches`. Returns
-        where it stopped: ``stop``, or where the layout changed or the per-line path must
-        go on."""
-        found = layout.row.finditer(text, pos, stop)
+    def _span(self, text: str, pos: int, end: int, out: list[MXNetEvent | BatchRows],
+              rare: RareLines, until_layout: bool = False) -> int:
+        """The lines of ``text[pos:end]`` the per-line ways: those with one of RARE_WORDS
+        (and a traceback's) by :meth:`_line`, the others by :meth:`_matches`. Returns where it
+        stopped: ``end``, or where the block path can go on (a layout learned, or with
+        ``until_layout`` a traceback ended while one is current)."""
+        while pos < end:
+            stop = pos if self._traceback else rare.next(pos, end)
+            if pos == stop:  # a line for _line alone
+                nl = text.find("\n", pos + 1, end)
+                if nl < 0:
+                    nl = end
+                self._pos = pos
+                self._line(text[pos + 1:nl], out)  # type: ignore[arg-type]
+                pos = nl
+                if until_layout and self._layout is not None and not self._traceback:
+                    return pos
+                continue
+            at = self._matches(text, pos, stop, out)  # type: ignore[arg-type]
+            if at != stop:
+                return at
+            pos = at
+        return pos
+
+    def _scan(self, layout: Layout, text: str, pos: int, out: list[MXNetEvent | BatchRows],
+              rare: RareLines) -> int:
+        """The lines from ``pos`` on: runs of ``layout`` reports found by one pass of its
+        pattern (:meth:`_rows`), the lines between them by :meth:`_span`. Returns where it
+        stopped: the end, or where the layout changed or the per-line path must go on."""
+        if layout.program is not None and scan is not None:
+            got = scan(text, pos, layout.program)
+            if got is not NotImplemented:
+                return self._scan_compiled(layout, text, pos, out, rare, got)
+        found = layout.row.finditer(text, pos)
         m = next(found, None)
         while m is not None:
             start = m.start()
-            if start != pos:  # the lines before the run, the per-line way
-                at = self._matches(text, pos, start, out)  # type: ignore[arg-type]
+            if start != pos:  # the lines before the run, the per-line ways
+                at = self._span(text, pos, start, out, rare)
                 if at != start or self._layout is not layout or self._traceback:
                     return at
                 pos = start
@@ -176,24 +199,48 @@ class MXNetLogParser:
                 end = m.end()
             else:
                 m = None
-            done = self._rows(layout, rows, text, pos, end, out)
-            if done != end:  # it stopped early: go on from there with a fresh pass
-                if done == pos:  # its first report goes back: the per-line way
-                    for _ in layout.lines:
-                        done = text.find("\n", done + 1)
-                    if done < 0 or done > end:
-                        done = end
-                    self._matches(text, pos, done, out, learn=False)  # type: ignore[arg-type]
-                return done
+            done = self._rows(layout, columns(layout, rows), text, pos, end, out)
+            if done != end:  # it stopped early: the per-line path decides from there
+                return self._stopped(layout, text, pos, done, end, out)
             pos = end
-        return self._matches(text, pos, stop, out) if pos < stop else stop  # type: ignore[arg-type]
+        return self._span(text, pos, len(text), out, rare)
 
-    def _rows(self, layout: Layout, found: list[tuple[str, ...]], text: str, pos: int,
+    def _scan_compiled(self, layout: Layout, text: str, pos: int,
+                       out: list[MXNetEvent | BatchRows], rare: RareLines, got: Any) -> int:
+        """:meth:`_scan` with the C matcher's runs (``got``: its first from ``pos``)."""
+        program = layout.program
+        while got is not None:
+            start, end, cols = got
+            if start != pos:  # the lines before the run, the per-line ways
+                at = self._span(text, pos, start, out, rare)
+                if at != start or self._layout is not layout or self._traceback:
+                    return at
+                pos = start
+            done = self._rows(layout, None if cols is None else native_columns(layout, cols),
+                              text, pos, end, out)
+            if done != end:
+                return self._stopped(layout, text, pos, done, end, out)
+            pos = end
+            got = scan(text, pos, program)  # type: ignore[misc]
+        return self._span(text, pos, len(text), out, rare)
+
+    def _stopped(self, layout: Layout, text: str, pos: int, done: int, end: int,
+                 out: list[MXNetEvent | BatchRows]) -> int:
+        """Where to go on after the run ``text[pos:end]`` was recorded up to ``done`` only:
+        a run whose first report goes back is read the per-line way (its first report)."""
+        if done == pos:
+            for _ in layout.lines:
+                done = text.find("\n", done + 1)
+            if done < 0 or done > end:
+                done = end
+            self._matches(text, pos, done, out, learn=False)  # type: ignore[arg-type]
+        return done
+
+    def _rows(self, layout: Layout, cols: Columns | None, text: str, pos: int,
               end: int, out: list[MXNetEvent | BatchRows]) -> int:
         """The reports of a run of ``layout`` lines (``text[pos:end]``, taken apart in
-        ``found``), as :class:`BatchRows` of one epoch; returns where it stopped (``end``,
+        ``cols``), as :class:`BatchRows` of one epoch; returns where it stopped (``end``,
         or the ``'\n'`` of a report the per-line path must read: one going back)."""
-        cols = columns(layout, found)
         if cols is None:  # a value float() does not read: the whole run the per-line way
             self._matches(text, pos, end, out, learn=False)  # type: ignore[arg-type]
             return end

@@ -24,7 +24,6 @@ __all__ = ["LOG_PARTS", "MXNetRecorder"]
 
 #: The hyperparameter that lists the parts of a log holding more than one training start.
 LOG_PARTS = "log_parts"
-_SCALARS = {str, int, float, bool, type(None)}
 
 
 class MXNetRecorder:
@@ -75,11 +74,22 @@ class MXNetRecorder:
         self._trained = False  # anything recorded in this part
         self._started = False  # this part had its Namespace(...)
         self._launched = False  # this part had its 'Start training'
+        # the hyperparameter changes of the block being fed, saved at its end: one run.json
+        # write per block, not one per Namespace(...) line or restart (None: save at once)
+        self._pending: list[dict[str, Any]] | None = None
         self._checkpoints = OutputFiles(run, kind="checkpoint", prog="em mxnet",
-                                        description="MXNet checkpoints")
+                                        description="MXNet checkpoints",
+                                        on_refused=self._set_hparams)
 
-    def feed(self, block: bytes) -> None:  # noqa: C901 - the per-event loop with batch reports inlined: a call per report costs more than the report
+    def feed(self, block: bytes) -> None:
         """Parse whole lines and record their events."""
+        self._pending = []
+        try:
+            self._feed(block)
+        finally:
+            self._flush()
+
+    def _feed(self, block: bytes) -> None:  # noqa: C901 - the per-event loop with batch reports inlined: a call per report costs more than the report
         handle = self.handle
         log = self.run.log
         checkpoints: list[str] = []  # added once per block: one run.json write for all
@@ -229,22 +239,10 @@ class MXNetRecorder:
         else:
             self._new_part(event.line, event.hparams, save=False)
         self._started = True
-        hparams = event.hparams
-        if len(self.parts) < 2:
-            if hparams:
-                self.run.hparams.update(hparams, override=True)
-            return
-        # the parts and the start's hyperparameters in one change (one run.json write, not
-        # two), parts first: the same keys, order and values as the two changes. Only for
-        # plain values: others may warn, and a warning names where it was found
-        if (hparams and LOG_PARTS not in hparams
-                and set(map(type, hparams.values())) <= _SCALARS):
-            self.run.hparams.update({LOG_PARTS: [dict(p) for p in self.parts], **hparams},
-                                    override=True)
-            return
-        self._save_parts()
-        if hparams:
-            self.run.hparams.update(hparams, override=True)
+        if len(self.parts) > 1:
+            self._save_parts()
+        if event.hparams:
+            self._set_hparams(dict(event.hparams))
 
     def _new_part(self, line: int, hparams: dict[str, Any], *, save: bool = True) -> None:
         if not self.parts and self._recorded:  # what came before the first start
@@ -259,7 +257,29 @@ class MXNetRecorder:
             self._save_parts()
 
     def _save_parts(self) -> None:
-        self.run.hparams[LOG_PARTS] = [dict(p) for p in self.parts]
+        self._set_hparams({LOG_PARTS: [dict(p) for p in self.parts]})
+
+    def _set_hparams(self, changes: dict[str, Any]) -> None:
+        """``run.hparams.update(changes)``, at the end of the block being fed if one is."""
+        if self._pending is None:
+            self.run.hparams.update(changes, override=True)
+        else:
+            self._pending.append(changes)
+
+    def _flush(self) -> None:
+        """Save the block's hyperparameter changes: in one update where that gives what one
+        update per change gives (no nested sections, which updates merge), else in turn."""
+        pending, self._pending = self._pending, None
+        if not pending:
+            return
+        if any(isinstance(v, dict) for changes in pending for v in changes.values()):
+            for changes in pending:
+                self.run.hparams.update(changes, override=True)
+            return
+        merged: dict[str, Any] = {}
+        for changes in pending:
+            merged.update(changes)
+        self.run.hparams.update(merged, override=True)
 
     # ------------------------------------------------------------ the end
     @property
