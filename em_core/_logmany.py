@@ -115,7 +115,8 @@ def _one_class(values: Any) -> type | None:
 class _Plan(NamedTuple):
     """How rows of one (type, names, value classes) are packed: the value kinds, one row's
     argument list to repeat (the records' sizes, schema ids, trailers), where each group's
-    step, epoch, time and values go in it, its length and byte size."""
+    steps, epochs and times go in it and where each column's values go (in the order of
+    the groups' columns), its length and byte size."""
 
     kinds: tuple[str, ...]
     row: list[Any]
@@ -123,6 +124,7 @@ class _Plan(NamedTuple):
     width: int
     size: int
     ints: tuple[int, ...]  # which columns (all groups in a row) hold 'q' values
+    values: tuple[int, ...]
 
 
 def _plan(fast: dict[Any, Any], key: tuple[Any, ...], type_: Any,
@@ -133,7 +135,7 @@ def _plan(fast: dict[Any, Any], key: tuple[Any, ...], type_: Any,
     if plan is not None:
         return plan  # type: ignore[no-any-return]
     row: list[Any] = []
-    slots, kinds, ints = [], [], []
+    slots, kinds, ints, values = [], [], [], []
     at = 0
     for group_names in names:
         group_classes = classes[at:at + len(group_names)]
@@ -145,10 +147,11 @@ def _plan(fast: dict[Any, Any], key: tuple[Any, ...], type_: Any,
         at += len(group_names)
         size, sid, trailer = shape[1], shape[2], shape[3]
         slots.append(len(row))
+        values += range(len(row) + 5, len(row) + 5 + len(group_names))
         row += [size, sid, 0, 0, 0.0, *([0] * len(group_names)), trailer]
         kinds.append(kind)
     plan = _Plan(tuple(kinds), row, slots, len(row),
-                 sum(row[s] for s in slots), tuple(ints))
+                 sum(row[s] for s in slots), tuple(ints), tuple(values))
     fast[key] = plan  # a key no log() call makes: it holds tuples of names
     return plan
 
@@ -205,14 +208,17 @@ def _pack(run: Any, type_: Any, names: tuple[tuple[str, ...], ...], columns: lis
             flat = [col[:fits] for col in flat]
         args = plan.row * fits
         now = [clock()] * fits
-        values = iter(flat)
-        for at, group_names in zip(plan.slots, names):
+        for at in plan.slots:
             args[at + 2::width] = steps
             args[at + 3::width] = epoch_col
             args[at + 4::width] = now
-            for j in range(len(group_names)):
-                args[at + 5 + j::width] = next(values)
+        for at, col in zip(plan.values, flat):
+            args[at::width] = col
         mm, off = w.mm, p - w.base
+        if fits <= _CHUNK:  # the usual call: one struct call, no slices
+            _packer(plan.kinds, fits)(mm, off, *args)
+            w.pos = p + fits * row_size
+            return fits
         full, rest = divmod(fits, _CHUNK)
         if full:
             pack = _packer(plan.kinds, _CHUNK)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -79,11 +80,11 @@ class OutputFiles:
         folders: dict[str, str] = {}  # a folder as joined -> resolved (realpath)
         refused = len(self.refused)
         for path in paths:
-            full = self._resolved(os.path.join(root, path), folders)
+            full, is_file = self._resolved(os.path.join(root, path), folders)
             if full != root and not full.startswith(inside):
                 self._refuse(path, root)
                 continue
-            if not os.path.isfile(full):
+            if not (os.path.isfile(full) if is_file is None else is_file):
                 continue
             try:
                 if self.artifact is None:
@@ -100,18 +101,25 @@ class OutputFiles:
                 self.run.hparams[f"{self.kind}s_refused"] = list(self.refused)
 
     @staticmethod
-    def _resolved(joined: str, folders: dict[str, str]) -> str:
+    def _resolved(joined: str, folders: dict[str, str]) -> tuple[str, bool | None]:
         """``os.path.realpath(joined)``, with the folder's resolution shared by the paths
         of one call (checkpoints land in one folder; resolving it costs a system call per
-        component)."""
+        component), and whether it is a regular file where the one ``lstat`` says (None
+        after a link)."""
         folder, name = os.path.split(joined)
         if name in ("", ".", ".."):
-            return os.path.realpath(joined)
+            return os.path.realpath(joined), None
         real = folders.get(folder)
         if real is None:
             real = folders[folder] = os.path.realpath(folder)
         full = os.path.join(real, name)
-        return os.path.realpath(full) if os.path.islink(full) else full
+        try:
+            mode = os.lstat(full).st_mode
+        except (OSError, ValueError):  # missing (the usual: a path the log names elsewhere)
+            return full, False
+        if stat.S_ISLNK(mode):
+            return os.path.realpath(full), None
+        return full, stat.S_ISREG(mode)
 
     def _refuse(self, path: str, root: str) -> None:
         if path in self.refused:

@@ -5,6 +5,7 @@
  * layout comes as a program (layouts.program), a tuple of (op, literal) pairs; it matches
  * exactly the lines the row pattern matches, and a value converts exactly as float() does
  * (float() itself is called for anything but plain digits, signs, points and exponents).
+ * rare_lines() is forms.RareLines's search for the lines the per-line path must read.
  * Only texts stored one byte per character (ASCII and Latin-1) are read here: for others,
  * and programs with a literal wider than that, scan() returns NotImplemented and the
  * regular expressions decide.
@@ -325,7 +326,7 @@ PyDoc_STRVAR(scan_doc,
 "one byte per character.");
 
 static PyObject *
-scan(PyObject *self, PyObject *args)
+scan(PyObject *Py_UNUSED(self), PyObject *args)
 {
     PyObject *text, *program;
     Py_ssize_t pos;
@@ -397,14 +398,81 @@ done:
     return result;
 }
 
+PyDoc_STRVAR(rare_lines_doc,
+"rare_lines(text, lo, hi, words) -> list[int] | NotImplemented\n\n"
+"Where the lines of text[lo:hi] holding one of `words` begin (at their '\\n'; `lo` is a\n"
+"'\\n' or 0, `hi` a '\\n' or the end), in order: forms.RareLines's search, without a\n"
+"Python call per word. NotImplemented for a text or word stored wider than one byte per\n"
+"character.");
+
+static PyObject *
+rare_lines(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    PyObject *text, *words;
+    Py_ssize_t lo, hi;
+    if (!PyArg_ParseTuple(args, "UnnO!:rare_lines", &text, &lo, &hi, &PyTuple_Type, &words))
+        return NULL;
+    if (PyUnicode_KIND(text) != PyUnicode_1BYTE_KIND)
+        Py_RETURN_NOTIMPLEMENTED;
+    const Py_UCS1 *s = PyUnicode_1BYTE_DATA(text);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    if (lo < 0)
+        lo = 0;
+    if (hi > n)
+        hi = n;
+    PyObject *out = PyList_New(0);
+    if (out == NULL)
+        return NULL;
+    for (Py_ssize_t w = 0; w < PyTuple_GET_SIZE(words); w++) {
+        PyObject *word = PyTuple_GET_ITEM(words, w);
+        if (!PyUnicode_Check(word) || PyUnicode_KIND(word) != PyUnicode_1BYTE_KIND
+            || PyUnicode_GET_LENGTH(word) == 0) {
+            Py_DECREF(out);
+            Py_RETURN_NOTIMPLEMENTED;
+        }
+        const Py_UCS1 *ws = PyUnicode_1BYTE_DATA(word);
+        size_t wn = (size_t)PyUnicode_GET_LENGTH(word);
+        Py_ssize_t at = lo;
+        while (at < hi) {
+            const Py_UCS1 *found = memmem(s + at, (size_t)(hi - at), ws, wn);
+            if (found == NULL)
+                break;
+            Py_ssize_t start = found - s;
+            while (start > lo && s[start] != '\n')
+                start--;
+            PyObject *v = PyLong_FromSsize_t(start);
+            if (v == NULL || PyList_Append(out, v) < 0) {
+                Py_XDECREF(v);
+                Py_DECREF(out);
+                return NULL;
+            }
+            Py_DECREF(v);
+            const Py_UCS1 *nl = memchr(found, '\n', (size_t)(s + hi - found));
+            if (nl == NULL)
+                break;
+            at = nl - s;
+        }
+    }
+    if (PyList_GET_SIZE(out) > 1 && PyList_Sort(out) < 0) {
+        Py_DECREF(out);
+        return NULL;
+    }
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS, scan_doc},
+    {"rare_lines", rare_lines, METH_VARARGS, rare_lines_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_rowscan",
-    "The block path's row matcher in C (see integrations/mxnet_log/layouts.py).", -1, methods,
+    PyModuleDef_HEAD_INIT,
+    .m_name = "_rowscan",
+    .m_doc = "The block path's row matcher and rare-line search in C (see "
+             "integrations/mxnet_log/layouts.py and forms.py).",
+    .m_size = -1,
+    .m_methods = methods,
 };
 
 PyMODINIT_FUNC

@@ -10,6 +10,11 @@ from functools import lru_cache
 
 from ..logpipe.values import parse_number as _number
 
+try:  # the C matcher and search (_rowscan.c), when built: pip install builds it
+    from . import _rowscan as native
+except ImportError:  # pragma: no cover - installed where no compiler was found
+    native = None
+
 __all__ = ["EPOCH_LINES", "NAME_CHARS", "RARE_WORDS", "TOKEN", "VALUE_CHARS", "RareLines",
            "batch_metrics",
            "metric_name", "pairs", "tail_layout", "tail_layout_of", "token_names"]
@@ -26,11 +31,12 @@ _BRACKET = re.compile(r"([A-Za-z_][\w-]*)\[([^\]]+)\]")
 # * a batch: 'Batch [k]' (2), Speedometer speed (3), then 'Loss[x]' (4), or three or more
 #   tab-separated tokens (5, for batch_metrics), or one or two 'name=value' (6-9: ASCII,
 #   so that str.split() cuts the same tokens; 'Train-' dropped, which for two names is the
-#   same before or after they are de-duplicated), or nothing;
-# * or one 'Train-'/'Validation-' (10) metric (11, 12), 'Time cost=' (13), Speedometer
-#   speed (14) or 'Resetting Data Iterator' (no event).
+#   same before or after they are de-duplicated), or 'Time cost=' (10) and one 'name=value'
+#   (11, 12: the last batch of an epoch, as Horovod scripts print it), or nothing;
+# * or one 'Train-'/'Validation-' (13) metric (14, 15), 'Time cost=' (16), Speedometer
+#   speed (17) or 'Resetting Data Iterator' (no event).
 # Values are taken where float() reads them (the per-line path gets the line on
-# ValueError); any other line with 'Epoch' is group 15, for the per-line path. Lines with one of
+# ValueError); any other line with 'Epoch' is group 18, for the per-line path. Lines with one of
 # RARE_WORDS are cut out beforehand: an alternation of words is tried at every character.
 NAME_CHARS = r"[!-9;<>-Z\\-~]+"  # printable ASCII but ' ', ':', '=', '['
 VALUE_CHARS = r"[-+.0-9A-Za-z_]+"  # what float() may read, and no whitespace
@@ -45,6 +51,7 @@ EPOCH_LINES = re.compile(r"""
               | (\t[^\t\n]*\t[^\t\n]*\t.*)
               | \t(?!Train-=)(?:Train-)?(NAME)=(VALUE)
                 (?:\t(?!Train-=)(?:Train-)?(NAME)=(VALUE)|)
+              | \tTime\ cost=(VALUE)\t(?!Train-=)(?:Train-)?(NAME)=(VALUE)
               |
             )
           | [\ \t](?:(Validation-)|(?!Validation-|Train-=)(?:Train-)?)(NAME)=(VALUE)
@@ -105,6 +112,11 @@ class RareLines:
         hi = end if end - lo <= self.WINDOW else text.find("\n", lo + self.WINDOW, end)
         if hi < 0:
             hi = end
+        found = NotImplemented if native is None else native.rare_lines(text, lo, hi, RARE_WORDS)
+        if found is not NotImplemented:
+            self._lo, self._hi = lo, hi
+            self._found = sorted(set(found)) if len(found) > 1 else found
+            return
         starts: set[int] = set()
         for word in RARE_WORDS:
             at = text.find(word, lo, hi)

@@ -17,14 +17,11 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-from .forms import RARE_WORDS, VALUE_CHARS, metric_name, token_names
+from .forms import RARE_WORDS, VALUE_CHARS, metric_name, native, token_names
 
 __all__ = ["Layout", "LineShape", "columns", "layout_of", "native_columns", "scan"]
 
-try:  # the C matcher, when built (see _rowscan.c)
-    from ._rowscan import scan
-except ImportError:  # pragma: no cover - no compiler where it was installed
-    scan = None
+scan = None if native is None else native.scan
 
 _LOSS = re.compile(r" Loss\[[^\t\n \]]+\]")
 # One batch line, as EPOCH_LINES's batch branch reads it; the parts that stay literal

@@ -278,8 +278,8 @@ class MXNetLogParser:
         the end of a batch line whose layout the block path can read from there on."""
         new_tuple = tuple.__new__  # BatchLog(...) without its Python-level __new__
         for m in EPOCH_LINES.finditer(text, pos, stop):
-            (epoch, batch, speed, loss, tokens, n1, v1, n2, v2, val, name, value, tc,
-             epoch_speed, line) = m.groups()
+            (epoch, batch, speed, loss, tokens, n1, v1, n2, v2, btc, bn, bv, val, name, value,
+             tc, epoch_speed, line) = m.groups()
             if line is None:
                 try:
                     if batch is None:  # an epoch line
@@ -294,9 +294,13 @@ class MXNetLogParser:
                         elif epoch_speed is not None:
                             out.append(EpochLog(e, speed=float(epoch_speed)))
                         continue
+                    time_cost = None
                     if n1 is not None:
                         metrics = ({n1: float(v1)} if n2 is None
                                    else {n1: float(v1), n2: float(v2)})
+                    elif btc is not None:  # an epoch's last batch: never a layout's line
+                        metrics = {bn: float(bv)}
+                        time_cost = float(btc)
                     elif loss is not None:
                         metrics = {"loss": float(loss)}
                     elif tokens is None:
@@ -314,8 +318,9 @@ class MXNetLogParser:
                             self._batch, self._names = k, metrics
                         else:
                             self._order(e, k, metrics, m.start(), out)
-                        out.append(new_tuple(BatchLog, (e, k, metrics, rate, None)))
-                        if learn and self._learn(text, m.start(), m.end(), epoch, batch):
+                        out.append(new_tuple(BatchLog, (e, k, metrics, rate, time_cost)))
+                        if learn and time_cost is None and self._learn(text, m.start(), m.end(),
+                                                                       epoch, batch):
                             return m.end()
                         continue
                 except ValueError:  # a value float() does not read: _line decides
