@@ -9,6 +9,10 @@ handful of C-level passes, no Python code per value) and packed with one ``struc
 value, a full window, a finished run, a forked child) goes row by row through ``Run.log``,
 which validates, explains and warns exactly as it does for single calls.
 
+Where the C loop ``_packrows`` is built (``pip install`` builds it; without a compiler em
+works without it) it does the checking and the packing instead, a row at a time: the same
+bytes, the same rows handed to ``Run.log``.
+
 Like ``Run.log``, a call returns once its records are in the page cache: killing the
 process after it returns loses none of them; killing it during the call keeps the rows
 packed so far (a torn last record is skipped by every reader).
@@ -26,6 +30,11 @@ from ._scalar import INT64_MAX, INT64_MIN, direct_kind, show
 from .errors import handle_problem
 
 __all__ = ["log_many"]
+
+try:
+    from ._packrows import pack as _native_pack
+except ImportError:  # pragma: no cover - installed where no compiler was found
+    _native_pack = None
 
 _CHUNK = 64  # rows packed by one struct call (a bigger Struct costs more to build than it saves)
 
@@ -125,6 +134,7 @@ class _Plan(NamedTuple):
     size: int
     ints: tuple[int, ...]  # which columns (all groups in a row) hold 'q' values
     values: tuple[int, ...]
+    groups: tuple[tuple[int, int, int, bytes], ...]  # size, schema id, trailer, kinds: for C
 
 
 def _plan(fast: dict[Any, Any], key: tuple[Any, ...], type_: Any,
@@ -135,7 +145,7 @@ def _plan(fast: dict[Any, Any], key: tuple[Any, ...], type_: Any,
     if plan is not None:
         return plan  # type: ignore[no-any-return]
     row: list[Any] = []
-    slots, kinds, ints, values = [], [], [], []
+    slots, kinds, ints, values, groups = [], [], [], [], []
     at = 0
     for group_names in names:
         group_classes = classes[at:at + len(group_names)]
@@ -150,10 +160,37 @@ def _plan(fast: dict[Any, Any], key: tuple[Any, ...], type_: Any,
         values += range(len(row) + 5, len(row) + 5 + len(group_names))
         row += [size, sid, 0, 0, 0.0, *([0] * len(group_names)), trailer]
         kinds.append(kind)
+        groups.append((size, sid, trailer, kind.encode()))
     plan = _Plan(tuple(kinds), row, slots, len(row),
-                 sum(row[s] for s in slots), tuple(ints), tuple(values))
+                 sum(row[s] for s in slots), tuple(ints), tuple(values), tuple(groups))
     fast[key] = plan  # a key no log() call makes: it holds tuples of names
     return plan
+
+
+def _pack_native(run: Any, w: Any, type_: Any, names: tuple[tuple[str, ...], ...],
+                 flat: list[Any], steps: list[Any], epochs: Any, epoch_col: Any,
+                 clock: Callable[[], float]) -> int:
+    """:func:`_pack` by the C loop: the plan of the first row's classes, rows packed until
+    one is not of them (or has a step, epoch or int out of range)."""
+    if not all(col.__class__ is list for col in flat):
+        flat = [list(col) for col in flat]
+    classes = tuple([col[0].__class__ for col in flat])
+    key = (type_, names, classes)
+    plan = run._fast.get(key)
+    if plan is None:
+        plan = _plan(run._fast, key, type_, names, classes)
+        if plan is None:
+            return 0
+    with w.lock:
+        p = w.pos
+        fits: int = min(len(steps), (w.end - p) // plan.size)
+        if fits <= 0 or w.mm is None or w.foreign:
+            return 0
+        done: int = _native_pack(w.mm, p - w.base, fits, plan.groups, steps,  # type: ignore[misc]
+                                 epochs if epoch_col is None else epoch_col, clock(), flat,
+                                 classes)
+        w.pos = p + done * plan.size
+    return done
 
 
 def _pack(run: Any, type_: Any, names: tuple[tuple[str, ...], ...], columns: list[list[Any]],  # noqa: C901 - the hot path, checks inlined: each early return hands a row the checks cannot pass to Run.log
@@ -170,6 +207,9 @@ def _pack(run: Any, type_: Any, names: tuple[tuple[str, ...], ...], columns: lis
         epoch_col = None if epoch_col is None else epoch_col[start:]
     n = len(steps)
     flat = [col for cols in columns for col in cols]
+    if _native_pack is not None and n and steps.__class__ is list and (
+            epoch_col is None or epoch_col.__class__ is list):
+        return _pack_native(run, w, type_, names, flat, steps, epochs, epoch_col, clock)
     # one pass over every value for the usual call (all of one class), not one per column
     found = set(map(type, chain.from_iterable(flat)))
     classes: tuple[type | None, ...]

@@ -1,4 +1,5 @@
-"""Run.log_many: the same records as one Run.log call per row, packed at once."""
+"""Run.log_many: the same records as one Run.log call per row, packed at once, by the C loop
+(em_core/_packrows.c) and by the Python one."""
 
 from __future__ import annotations
 
@@ -8,16 +9,40 @@ import signal
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import em_core as em
 import em_core.run as run_module
-from em_core import _metricfile, errors
+from em_core import _logmany, _metricfile, errors
 from tests.conftest import REPO
 
 NOW = 1_700_000_000.25
+
+
+@pytest.fixture(autouse=True, params=["c", "python"])
+def packing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test twice: with the C packing loop (built by pip install: it must be here) and
+    with the Python one."""
+    monkeypatch.setattr(errors, "_warned", set())  # warn-once starts afresh for each
+    if request.param == "c":
+        assert _logmany._native_pack is not None, "em_core._packrows is not built"
+    else:
+        monkeypatch.setattr(_logmany, "_native_pack", None)
+    return str(request.param)
+
+
+def test_the_c_loop_is_built_from_this_source() -> None:
+    from em_core import _packrows
+
+    built = Path(_packrows.__file__).stat().st_mtime
+    assert built >= (REPO / "em_core" / "_packrows.c").stat().st_mtime, \
+        "em_core/_packrows.c changed after it was built: pip install -e . again"
 
 
 @pytest.fixture
@@ -126,3 +151,39 @@ def test_rows_are_in_the_page_cache_when_it_returns(tmp_path: Path) -> None:
     got = run.metrics["train"]
     assert len(got) == 5000 and got[-1]["value"] == {"a": 0.5, "b": 1}
     assert run.last_point("train") == (4999, 2)
+
+
+_VALUES = st.one_of(st.floats(), st.integers(-2**64, 2**64), st.booleans(),
+                    st.sampled_from([np.float32(1.5), np.int64(-3), np.float64(2.25), "x",
+                                     None, float("nan")]))
+
+
+@pytest.mark.usefixtures("frozen")
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(-2, 2**63 + 1), st.integers(0, 9), _VALUES, _VALUES),
+                min_size=1, max_size=40),
+       st.sampled_from(["column", "one", "none"]))
+def test_any_rows_give_the_bytes_of_one_log_call_each(
+        rows: list[tuple[int, int, object, object]], epochs_as: str) -> None:
+    """Whatever the values (classes mixed within a column, ints out of range, bools, NumPy
+    scalars, values log() refuses) and steps, the metric log holds what log() per row
+    writes."""
+    epochs: list[int] | int | None = ([r[1] for r in rows] if epochs_as == "column"
+                                      else rows[0][1] if epochs_as == "one" else None)
+    old_strict = os.environ["EM_STRICT"]
+    os.environ["EM_STRICT"] = "0"  # bad values warn and are dropped, as in training
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            one = em.create_run(name="per-call")
+            for i, (step, _, a, b) in enumerate(rows):
+                epoch = epochs[i] if isinstance(epochs, list) else epochs
+                one.log("train", {"a": a}, step, epoch)
+                one.log("train", {"b": b, "c": 0.5}, step, epoch)
+            many = em.create_run(name="many")
+            many.log_many("train", [r[0] for r in rows],
+                          [{"a": [r[2] for r in rows]},
+                           {"b": [r[3] for r in rows], "c": [0.5] * len(rows)}], epochs)
+    finally:
+        os.environ["EM_STRICT"] = old_strict
+    assert _bytes(many) == _bytes(one)

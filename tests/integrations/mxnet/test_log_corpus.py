@@ -16,6 +16,8 @@ from integrations.mxnet_log import (
     Start,
 )
 
+pytestmark = pytest.mark.usefixtures("block_path")  # C and regex: see conftest.py
+
 CORPUS = Path(__file__).resolve().parents[3].parent / "shared" / "corpus" / "mxnet"
 
 # The corpus README's "Line counts": batch lines (last epoch), with Speed, Train- lines,

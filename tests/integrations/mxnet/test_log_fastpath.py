@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from integrations.mxnet_log.parser import EPOCH_LINES, MXNetLogParser
+
+pytestmark = pytest.mark.usefixtures("block_path")  # C and regex: see conftest.py
 
 PIECES = {
     "prefix": ["", "INFO:root:", "[1,0]<stderr>:INFO:root:", "[1,2]<stderr>:", "[1,00]<stdout>:",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import re
+import struct
 from pathlib import Path
 
 import pytest
@@ -15,9 +16,12 @@ from hypothesis import strategies as st
 import em_core as em
 from integrations.mxnet_log import MXNetRecorder
 from integrations.mxnet_log.events import BatchRows
+from integrations.mxnet_log.layouts import layout_of
 from integrations.mxnet_log.parser import MXNetLogParser
 from tests.conftest import SHARED
 from tests.integrations.mxnet.test_log_fastpath import LINE, OTHER, _blocks, _general
+
+pytestmark = pytest.mark.usefixtures("block_path")  # C and regex: see conftest.py
 
 CORPUS = sorted((SHARED / "corpus" / "mxnet").glob("*.log"))
 
@@ -151,3 +155,52 @@ def test_a_prefix_without_a_name_is_no_metric(line: str) -> None:
     assert _records(_blockwise(data)) == _records(_reference(data))
     run = _blockwise(data)
     assert [p["value"] for p in run.metrics["val"]] == [{"acc": 0.5}]
+
+
+def test_the_c_matcher_is_built_from_this_source() -> None:
+    from integrations.mxnet_log import _rowscan
+
+    built = Path(_rowscan.__file__).stat().st_mtime
+    source = Path(__file__).resolve().parents[3] / "integrations" / "mxnet_log" / "_rowscan.c"
+    assert built >= source.stat().st_mtime, \
+        "integrations/mxnet_log/_rowscan.c changed after it was built: pip install -e . again"
+
+
+def test_a_text_the_c_matcher_cannot_read_goes_the_regex_way(block_path: str) -> None:
+    """Characters stored wider than a byte (a CJK word in a line) leave runs to the regular
+    expressions; the events are the same."""
+    lines = "".join(f"INFO:root:Epoch[0] Batch [{k}]\tSpeed: 9.5 samples/sec\tacc=0.{k}\n"
+                    for k in range(1, 9))
+    text = "INFO:root:开始训练\n" + lines
+    assert _blocks(text) == _general(text)
+    rows = [e for e in MXNetLogParser().feed_block(text.encode()) if isinstance(e, BatchRows)]
+    assert sum(len(e.batches) for e in rows) >= 7
+
+
+_NUMBERS = st.one_of(st.floats(allow_nan=False).map(repr),
+                     st.tuples(st.floats(-1e6, 1e6), st.integers(0, 17)).map(
+                         lambda t: f"{t[0]:.{t[1]}f}"),
+                     st.tuples(st.floats(-1e30, 1e30), st.integers(0, 17)).map(
+                         lambda t: f"{t[0]:.{t[1]}e}"),
+                     st.from_regex(r"[-+]?[0-9]{0,20}(\.[0-9]{0,20})?([eE][-+]?[0-9]{1,3})?",
+                                   fullmatch=True).filter(bool))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_NUMBERS, min_size=1, max_size=30))
+def test_the_c_matcher_reads_numbers_as_float_does(numbers: list[str]) -> None:
+    """Each printed number becomes the double float() makes of it (or, where float() raises,
+    the run goes to the per-line path), bit for bit."""
+    from integrations.mxnet_log.layouts import scan
+
+    layout = layout_of(["Epoch[0] Batch [1]\tv=0.5"])
+    assert layout is not None and layout.program is not None and scan is not None
+    text = "".join(f"\nEpoch[0] Batch [{k + 1}]\tv={n}" for k, n in enumerate(numbers))
+    start, end, cols = scan(text, 0, layout.program)
+    assert (start, end) == (0, len(text))
+    try:
+        expected = [float(n) for n in numbers]
+    except ValueError:
+        assert cols is None
+        return
+    assert [struct.pack("<d", v) for v in cols[2]] == [struct.pack("<d", v) for v in expected]

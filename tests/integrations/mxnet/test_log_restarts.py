@@ -9,9 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import em_core as em
 from integrations.mxnet_log import MXNetLogParser, MXNetRecorder
 from integrations.mxnet_log.events import BatchLog, Rewind
+
+pytestmark = pytest.mark.usefixtures("block_path")  # C and regex: see conftest.py
 
 REPO = Path(__file__).resolve().parents[3]
 CORPUS = REPO.parent / "shared" / "corpus" / "mxnet"
