@@ -31,6 +31,7 @@ from .errors import handle_problem
 
 __all__ = ["log_many"]
 
+_native_pack: Callable[..., int] | None
 try:
     from ._packrows import pack as _native_pack
 except ImportError:  # pragma: no cover - installed where no compiler was found
@@ -145,7 +146,11 @@ def _plan(fast: dict[Any, Any], key: tuple[Any, ...], type_: Any,
     if plan is not None:
         return plan  # type: ignore[no-any-return]
     row: list[Any] = []
-    slots, kinds, ints, values, groups = [], [], [], [], []
+    slots: list[int] = []
+    kinds: list[str] = []
+    ints: list[int] = []
+    values: list[int] = []
+    groups: list[tuple[int, int, int, bytes]] = []
     at = 0
     for group_names in names:
         group_classes = classes[at:at + len(group_names)]

@@ -1,0 +1,6 @@
+"""The block path's row matcher and rare-line search in C (see _rowscan.c)."""
+
+from typing import Any
+
+def scan(text: str, pos: int, program: tuple[tuple[int, str], ...], /) -> Any: ...
+def rare_lines(text: str, lo: int, hi: int, words: tuple[str, ...], /) -> Any: ...
