@@ -82,7 +82,8 @@ class MXNetRecorder:
                                         on_refused=self._set_hparams)
 
     def feed(self, block: bytes) -> None:
-        """Parse whole lines and record their events."""
+        """Parse whole lines and record their events; the hyperparameter changes they hold
+        are saved at the end, in one ``run.json`` write."""
         self._pending = []
         try:
             self._feed(block)
@@ -109,8 +110,9 @@ class MXNetRecorder:
             if epoch != self._epoch:
                 self._at_epoch(epoch)
             step = self._base + event.batch
-            if step < self.step:  # only events fed by hand get here: the parser rewinds
+            if step < self.step:  # goes back with no Rewind: as _batch does
                 self._new_steps()
+                self._at_epoch(epoch)
                 step = self._base + event.batch
             self.step = step
             metrics = event.metrics

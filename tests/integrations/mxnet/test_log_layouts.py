@@ -204,3 +204,15 @@ def test_the_c_matcher_reads_numbers_as_float_does(numbers: list[str]) -> None:
         assert cols is None
         return
     assert [struct.pack("<d", v) for v in cols[2]] == [struct.pack("<d", v) for v in expected]
+
+
+def test_a_batch_before_an_epoch_line_s_step_then_the_next_epoch() -> None:
+    """An epoch line recorded at step 1 (no batch lines yet), then batch 0 of that epoch
+    (after it: step 2), then batch 0 of the next epoch: a step after both, as the per-event
+    path gives (the block path once kept the next epoch on the same step)."""
+    text = (b"INFO:root:Epoch[1] Train-accuracy=0.5\n"
+            b"INFO:root:Epoch[1] Batch [0]\tSpeed: 0.5 samples/sec\tTrain-accuracy=0.5\n"
+            b"INFO:root:Epoch[2] Batch [0]\tSpeed: 0.5 samples/sec\tTrain-accuracy=0.5\n")
+    steps = [(r.step, r.epoch) for r in _blockwise(text).metric_records()]
+    assert steps == [(1, 1), (2, 1), (3, 2)]
+    assert _records(_blockwise(text)) == _records(_reference(text))
