@@ -21,6 +21,7 @@ packed so far (a torn last record is skipped by every reader).
 from __future__ import annotations
 
 import struct
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from itertools import chain
@@ -35,6 +36,8 @@ _native_pack: Callable[..., int] | None
 try:
     from ._packrows import pack as _native_pack
 except ImportError:  # pragma: no cover - installed where no compiler was found
+    _native_pack = None
+if sys.byteorder != "little":  # pragma: no cover - the records are little-endian: struct's
     _native_pack = None
 
 _CHUNK = 64  # rows packed by one struct call (a bigger Struct costs more to build than it saves)

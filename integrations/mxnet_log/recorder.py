@@ -281,7 +281,11 @@ class MXNetRecorder:
         merged: dict[str, Any] = {}
         for changes in pending:
             merged.update(changes)
-        self.run.hparams.update(merged, override=True)
+        try:
+            self.run.hparams.update(merged, override=True)
+        except Exception:  # noqa: BLE001 - a bad value (under EM_STRICT): the others in turn
+            for changes in pending:
+                self.run.hparams.update(changes, override=True)
 
     # ------------------------------------------------------------ the end
     @property
