@@ -103,7 +103,7 @@ def create_run(config_path: str | os.PathLike[str] | None = None, name: str = "d
         run = Run(path, meta, writable=True)
     except BaseException as e:
         # No half-made run may be left saying Running (a full disk, a file-size limit).
-        shutil.rmtree(path, ignore_errors=True)
+        _remove(path)
         if isinstance(e, OSError) and e.errno is not None:
             raise OSError(e.errno, f"em could not create the run directory {str(path)!r}: "
                           f"{e.strerror or e} ({errno.errorcode.get(e.errno, e.errno)}); "
@@ -111,3 +111,16 @@ def create_run(config_path: str | os.PathLike[str] | None = None, name: str = "d
         raise
     _monitor.start(run, monitor)
     return run
+
+
+def _remove(path: os.PathLike[str]) -> None:
+    """Delete a half-made run's folder, even when signals keep landing: a Ctrl-C during
+    ``shutil.rmtree`` leaves it half done and can make it raise ``OSError`` (EBADF: the
+    descriptor it was closing when interrupted), which would replace the error that is
+    being reported. Three tries; the caller's error is the one raised."""
+    for _ in range(3):
+        try:
+            shutil.rmtree(path, ignore_errors=True)
+            return
+        except BaseException:  # noqa: BLE001 - interrupted: try again, then give up
+            continue
