@@ -9,7 +9,8 @@ a fresh recorder on a fresh run (creating and finishing the run are not timed) a
 parses it alone. Old and new run in turns, each in its own process (``--repeat`` turns
 each), with the same em_core (this checkout's: only the log pipe differs); a figure is the
 median over all rounds of a side, in process CPU time (the steadier on a shared machine)
-and wall time. The load average is printed with it.
+and wall time. The load average is printed with it. ``--python`` adds a third side: this
+checkout with its C loops turned off, what em does where no compiler was found.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ from pathlib import Path
 sys.path[:0] = [sys.argv[1], sys.argv[2]]  # the pipe code first, then this em_core
 import em_core as em
 from integrations.mxnet_log import MXNetLogParser, MXNetRecorder
+if sys.argv[5] == "python":  # this checkout without its C loops, as where no compiler was
+    from em_core import _logmany
+    from integrations.mxnet_log import forms, layouts
+    _logmany._native_pack = layouts.scan = forms.native = None
 datas = [Path(p).read_bytes() for p in sorted(glob.glob(os.path.join(sys.argv[3], '*.log')))]
 out = {"record": [], "parse": []}
 for _ in range(int(sys.argv[4])):
@@ -65,10 +70,15 @@ def main() -> None:
     ap.add_argument("--old", type=Path, required=True, help="a checkout of the old code")
     ap.add_argument("--rounds", type=int, default=5, help="rounds per process")
     ap.add_argument("--repeat", type=int, default=3, help="processes per side, in turns")
+    ap.add_argument("--python", action="store_true",
+                    help="also this checkout without its C loops (em_core/_packrows.c, "
+                         "integrations/mxnet_log/_rowscan.c): 'new-python'")
     args = ap.parse_args()
     datas = [p.read_bytes() for p in sorted(CORPUS.glob("*.log"))]
     lines = sum(d.count(b"\n") + (not d.endswith(b"\n")) for d in datas)
     sides = {"old": _pipe_code(args.old.resolve()), "new": _pipe_code(REPO)}
+    if args.python:
+        sides["new-python"] = sides["new"]
     results: dict[str, dict[str, list[tuple[float, float]]]] = {
         side: {"record": [], "parse": []} for side in sides}
     with tempfile.TemporaryDirectory() as tmp:
@@ -77,7 +87,9 @@ def main() -> None:
         for _ in range(args.repeat):
             for side, code in sides.items():
                 res = subprocess.run([sys.executable, "-c", WORKER, str(code), str(REPO),
-                                      str(CORPUS), str(args.rounds)], env=env, check=True,
+                                      str(CORPUS), str(args.rounds),
+                                      "python" if side == "new-python" else "c"],
+                                     env=env, check=True,
                                      capture_output=True, text=True)
                 for mode, samples in json.loads(res.stdout).items():
                     results[side][mode].extend(tuple(s) for s in samples)
@@ -90,8 +102,10 @@ def main() -> None:
         for side in sides:
             print(f"  {mode:6} {side}: {lines / cpu[side]:9,.0f} lines/s CPU "
                   f"({cpu[side] * 1e3:6.1f} ms), {lines / wall[side]:9,.0f} lines/s wall")
-        print(f"  {mode:6} new/old speed: {cpu['old'] / cpu['new']:.2f}x CPU, "
-              f"{wall['old'] / wall['new']:.2f}x wall")
+        for side in sides:
+            if side != "old":
+                print(f"  {mode:6} {side}/old speed: {cpu['old'] / cpu[side]:.2f}x CPU, "
+                      f"{wall['old'] / wall[side]:.2f}x wall")
 
 
 if __name__ == "__main__":

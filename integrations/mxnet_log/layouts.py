@@ -15,11 +15,12 @@ prefix keeps its letters and punctuation, only digits vary), so the events are t
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import NamedTuple
 
 from .forms import RARE_WORDS, VALUE_CHARS, metric_name, native, token_names
 
-__all__ = ["Layout", "LineShape", "columns", "layout_of", "native_columns", "scan"]
+__all__ = ["Layout", "LineShape", "columns", "layout_of", "native_columns", "runs", "scan"]
 
 scan = None if native is None else native.scan
 
@@ -192,3 +193,30 @@ def native_columns(layout: Layout, cols: list[list[object]]) -> Columns:
         reports.append((shape.names, cols[at:at + len(shape.names)], speeds))  # type: ignore[arg-type]
         at += len(shape.names)
     return cols[0], cols[1], reports  # type: ignore[return-value]
+
+
+def runs(layout: Layout, text: str, pos: int) -> Iterator[tuple[int, int, Columns | None]]:
+    """The runs of consecutive ``layout`` reports in ``text`` from ``pos`` on, in order: where
+    each starts and ends (at ``'\\n'``s) and its :func:`columns` (None where a value is one
+    float() does not read). By the C matcher where it is built and can read the text, else
+    by ``layout.row``; the next run is looked for when the caller asks for it."""
+    program = layout.program
+    got = NotImplemented if program is None or scan is None else scan(text, pos, program)
+    if got is not NotImplemented:
+        while got is not None:
+            start, end, cols = got
+            yield start, end, None if cols is None else native_columns(layout, cols)
+            got = scan(text, end, program)  # type: ignore[misc]
+        return
+    found = layout.row.finditer(text, pos)
+    m = next(found, None)
+    while m is not None:
+        start, end, rows = m.start(), m.end(), [m.groups()]
+        for m in found:  # the run goes on while its lines follow each other
+            if m.start() != end:
+                break
+            rows.append(m.groups())
+            end = m.end()
+        else:
+            m = None
+        yield start, end, columns(layout, rows)

@@ -9,11 +9,10 @@ of batch reports printed one way matched whole (``layouts.py``), the rest line b
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from .events import BatchLog, BatchRows, EpochLog, MXNetEvent
 from .forms import EPOCH_LINES, RareLines, batch_metrics, tail_layout_of
-from .layouts import Columns, Layout, columns, layout_of, native_columns, scan
+from .layouts import Columns, Layout, layout_of, runs
 from .lines import LineReader
 
 __all__ = ["EPOCH_LINES", "MXNetLogParser"]
@@ -105,54 +104,19 @@ class MXNetLogParser(LineReader):
 
     def _scan(self, layout: Layout, text: str, pos: int, out: list[MXNetEvent | BatchRows],
               rare: RareLines) -> int:
-        """The lines from ``pos`` on: runs of ``layout`` reports found by one pass of its
-        pattern (:meth:`_rows`), the lines between them by :meth:`_span`. Returns where it
-        stopped: the end, or where the layout changed or the per-line path must go on."""
-        if layout.program is not None and scan is not None:
-            got = scan(text, pos, layout.program)
-            if got is not NotImplemented:
-                return self._scan_compiled(layout, text, pos, out, rare, got)
-        found = layout.row.finditer(text, pos)
-        m = next(found, None)
-        while m is not None:
-            start = m.start()
+        """The lines from ``pos`` on: runs of ``layout`` reports (:func:`~.layouts.runs`,
+        recorded by :meth:`_rows`), the lines between them by :meth:`_span`. Returns where
+        it stopped: the end, or where the layout changed or the per-line path must go on."""
+        for start, end, cols in runs(layout, text, pos):
             if start != pos:  # the lines before the run, the per-line ways
                 at = self._span(text, pos, start, out, rare)
                 if at != start or self._layout is not layout or self._traceback:
                     return at
                 pos = start
-            rows = [m.groups()]
-            end = m.end()
-            for m in found:  # the run goes on while its lines follow each other
-                if m.start() != end:
-                    break
-                rows.append(m.groups())
-                end = m.end()
-            else:
-                m = None
-            done = self._rows(layout, columns(layout, rows), text, pos, end, out)
+            done = self._rows(layout, cols, text, pos, end, out)
             if done != end:  # it stopped early: the per-line path decides from there
                 return self._stopped(layout, text, pos, done, end, out)
             pos = end
-        return self._span(text, pos, len(text), out, rare)
-
-    def _scan_compiled(self, layout: Layout, text: str, pos: int,
-                       out: list[MXNetEvent | BatchRows], rare: RareLines, got: Any) -> int:
-        """:meth:`_scan` with the C matcher's runs (``got``: its first from ``pos``)."""
-        program = layout.program
-        while got is not None:
-            start, end, cols = got
-            if start != pos:  # the lines before the run, the per-line ways
-                at = self._span(text, pos, start, out, rare)
-                if at != start or self._layout is not layout or self._traceback:
-                    return at
-                pos = start
-            done = self._rows(layout, None if cols is None else native_columns(layout, cols),
-                              text, pos, end, out)
-            if done != end:
-                return self._stopped(layout, text, pos, done, end, out)
-            pos = end
-            got = scan(text, pos, program)  # type: ignore[misc]
         return self._span(text, pos, len(text), out, rare)
 
     def _stopped(self, layout: Layout, text: str, pos: int, done: int, end: int,

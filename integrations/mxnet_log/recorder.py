@@ -274,18 +274,15 @@ class MXNetRecorder:
         pending, self._pending = self._pending, None
         if not pending:
             return
-        if any(isinstance(v, dict) for changes in pending for v in changes.values()):
-            for changes in pending:
-                self.run.hparams.update(changes, override=True)
-            return
-        merged: dict[str, Any] = {}
+        if not any(isinstance(v, dict) for changes in pending for v in changes.values()):
+            merged = {k: v for changes in pending for k, v in changes.items()}
+            try:
+                self.run.hparams.update(merged, override=True)
+                return
+            except Exception:  # noqa: BLE001 - a bad value (EM_STRICT): the others in turn
+                pass
         for changes in pending:
-            merged.update(changes)
-        try:
-            self.run.hparams.update(merged, override=True)
-        except Exception:  # noqa: BLE001 - a bad value (under EM_STRICT): the others in turn
-            for changes in pending:
-                self.run.hparams.update(changes, override=True)
+            self.run.hparams.update(changes, override=True)
 
     # ------------------------------------------------------------ the end
     @property

@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import pytest
 
-from integrations.mxnet_log import forms, parser
+from integrations.mxnet_log import forms, layouts
 
 
 @pytest.fixture(params=["c", "regex"])
 def block_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     if request.param == "c":
-        assert parser.scan is not None and forms.native is not None, \
+        assert layouts.scan is not None and forms.native is not None, \
             "integrations.mxnet_log._rowscan is not built"
     else:
-        monkeypatch.setattr(parser, "scan", None)
+        monkeypatch.setattr(layouts, "scan", None)
         monkeypatch.setattr(forms, "native", None)
     return str(request.param)
