@@ -39,7 +39,7 @@ def _dumps(data: Any, *, ascii_only: bool) -> str:
     encode = _ENCODERS[ascii_only]  # made once: json.dumps() with options makes one per call
     if not isinstance(data, dict) or not data or not all(isinstance(k, str) for k in data):
         return encode(data)
-    return "{\n" + ",\n".join(f" {encode(str(k))}: {encode(v)}" for k, v in data.items()) + "\n}"
+    return "{\n" + ",\n".join(f" {encode(k)}: {encode(v)}" for k, v in data.items()) + "\n}"
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str, *, mode: int,

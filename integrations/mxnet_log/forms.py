@@ -16,8 +16,8 @@ except ImportError:  # pragma: no cover - installed where no compiler was found
     native = None
 
 __all__ = ["EPOCH_LINES", "NAME_CHARS", "RARE_WORDS", "TOKEN", "VALUE_CHARS", "RareLines",
-           "batch_metrics",
-           "metric_name", "pairs", "tail_layout", "tail_layout_of", "token_names"]
+           "batch_metrics", "metric_name", "pairs", "tail_layout", "tail_layout_of",
+           "token_names"]
 
 _NOT_METRICS = frozenset({"Epoch", "Batch", "Rank"})
 _BRACKET = re.compile(r"([A-Za-z_][\w-]*)\[([^\]]+)\]")
