@@ -15,10 +15,12 @@ checkpoint becomes an output artifact. Nothing is downloaded.
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib
 import sys
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -48,6 +50,11 @@ else:
     from integrations.lightning.pytorch_lightning import EMLogger  # type: ignore[assignment]
 
 
+def _destroy_process_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
 class LitCNN(pl.LightningModule):  # type: ignore[name-defined, misc]
     def __init__(self, lr: float = 0.05, channels: int = 8) -> None:
         super().__init__()
@@ -57,6 +64,14 @@ class LitCNN(pl.LightningModule):  # type: ignore[name-defined, misc]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+    def setup(self, stage: str) -> None:
+        # Lightning destroys only NCCL process groups at exit. A gloo one left to interpreter
+        # shutdown can abort the worker ("terminate called without an active exception",
+        # SIGABRT: pytorch/pytorch#179291), as a ddp_spawn worker once did here on CPU.
+        if dist.is_available() and dist.is_initialized():
+            atexit.unregister(_destroy_process_group)  # setup runs per stage: one is enough
+            atexit.register(_destroy_process_group)
 
     def _shared(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         x, y = batch
